@@ -1,0 +1,30 @@
+# syntax=docker/dockerfile:1
+# Multi-stage build of the two ramvault binaries; one final target each.
+#   docker build --target agent -t ramvault-agent .
+#   docker build --target ramvault -t ramvault .
+# Without a registry, pass a locally assembled builder: --build-arg BUILDER=localhost/go-builder:1.26
+ARG BUILDER=golang:1.26
+FROM ${BUILDER} AS build
+ARG VERSION=dev
+ARG GOPROXY=https://proxy.golang.org,direct
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY cmd ./cmd
+COPY pkg ./pkg
+COPY injector ./injector
+COPY sidecar ./sidecar
+ENV CGO_ENABLED=0
+RUN go build -trimpath -ldflags "-s -w -X github.com/ramvault/ramvault/pkg/version.Version=${VERSION}" -o /out/ ./cmd/ramvault ./cmd/ramvault-agent
+
+FROM scratch AS agent
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+COPY --from=build /out/ramvault-agent /ramvault-agent
+USER 65532:65532
+ENTRYPOINT ["/ramvault-agent"]
+
+FROM scratch AS ramvault
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+COPY --from=build /out/ramvault /ramvault
+USER 65532:65532
+ENTRYPOINT ["/ramvault"]

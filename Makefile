@@ -1,0 +1,50 @@
+# ramvault — see README.md. Verbs: build test demo dev-up dev-down tools deps vet.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/ramvault/ramvault/pkg/version.Version=$(VERSION)
+export CGO_ENABLED := 0
+
+.PHONY: all build deps tools vet test unit dev-up dev-down dev-status demo clean
+
+all: build
+
+build: ## product binaries into bin/
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/ramvault ./cmd/ramvault-agent
+
+deps: ## Debian packages (only what is missing)
+	@test/tools/deps.sh
+
+tools: ## real Kubernetes, etcd, Vault and the pause binary into bin/ (only what is missing or changed)
+	@test/tools/build.sh
+	@$(GO) build -trimpath -ldflags "-s -w" -o bin/pause ./test/images/pause
+
+vet:
+	$(GO) vet ./...
+	cd test/tools && $(GO) vet ./...
+
+# Every test: unit, integration and end to end on the real stack. The stack is
+# started by the first test that needs it and torn down at the end, pass or fail.
+test: deps tools vet
+	@status=0; \
+	$(GO) test -count=1 -timeout 45m ./... || status=$$?; \
+	$(GO) run ./test/cmd/devstack down || status=$$?; \
+	exit $$status
+
+unit: ## tests that need no stack
+	$(GO) test -count=1 ./pkg/... ./injector/... ./sidecar/... ./cmd/...
+
+dev-up: deps tools ## start the local stack in the background; writes .dev/env
+	@$(GO) run ./test/cmd/devstack up
+
+dev-down: ## stop the local stack and clean the host
+	@$(GO) run ./test/cmd/devstack down
+
+dev-status:
+	@$(GO) run ./test/cmd/devstack status
+
+demo: dev-up ## bring up the stack and show a Pod with a Memory emptyDir on tmpfs
+	@$(GO) run ./test/cmd/demo
+
+clean: dev-down
+	rm -rf bin .dev

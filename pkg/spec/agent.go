@@ -1,0 +1,42 @@
+package spec
+
+// The contract between the injector and the agent: where the injector mounts
+// things in the agent containers, the agent's ports, and the flags it passes.
+// Both sides import these constants; neither hard-codes them.
+const (
+	// AgentSecretsDir is where the agent sees the secrets volume (read-write).
+	AgentSecretsDir = "/ramvault/secrets"
+	// AgentStateDir is the agent-only Memory emptyDir holding its Vault token
+	// and leases, shared by the init and sidecar containers of one Pod.
+	AgentStateDir = "/ramvault/state"
+	// AgentTokenDir holds the projected service-account token (file "token").
+	AgentTokenDir = "/ramvault/token"
+	// AgentPodInfoDir holds the downward-API file "annotations" (the Pod's
+	// annotations, in the kubelet's key="value" format).
+	AgentPodInfoDir = "/ramvault/podinfo"
+
+	// AgentHealthPort serves /healthz, /readyz, /startup and /restart-probe.
+	AgentHealthPort = 8099
+	// AgentMetricsPort serves Prometheus metrics.
+	AgentMetricsPort = 9102
+
+	// StatusFile is written beside the secrets: names, versions, lease expiry
+	// times, never values.
+	StatusFile = ".ramvault-status.json"
+)
+
+// Agent flags the injector sets (cluster defaults and values it derived, such
+// as the role from the service account). Annotations in the pod-info file win
+// over them where both exist.
+const (
+	FlagMode          = "mode"          // init | sidecar
+	FlagVaultAddr     = "vault-addr"    // cluster default Vault address
+	FlagVaultCACert   = "vault-ca-cert" // PEM file of the Vault CA
+	FlagVaultTLSName  = "vault-tls-server-name"
+	FlagRole          = "role"           // derived: the service account name
+	FlagSignalProcess = "signal-process" // derived: first target container's command
+	FlagAnnotations   = "annotations"    // downward-API annotations file
+	FlagTokenFile     = "token-file"
+	FlagSecretsDir    = "secrets-dir"
+	FlagStateDir      = "state-dir"
+)

@@ -1,0 +1,378 @@
+package spec
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Mode is the shape of the injection.
+type Mode string
+
+const (
+	ModeNative   Mode = "native"
+	ModeClassic  Mode = "classic"
+	ModeInitOnly Mode = "init-only"
+)
+
+// Format is how a secret's data becomes a file.
+type Format string
+
+const (
+	FormatJSON       Format = "json"
+	FormatYAML       Format = "yaml"
+	FormatDotenv     Format = "dotenv"
+	FormatProperties Format = "properties"
+	FormatRaw        Format = "raw"
+	FormatTemplate   Format = "template"
+)
+
+// ReloadKind says how the app learns of new secrets.
+type ReloadKind string
+
+const (
+	ReloadNone    ReloadKind = "none"
+	ReloadSignal  ReloadKind = "signal"
+	ReloadHTTP    ReloadKind = "http"
+	ReloadRestart ReloadKind = "restart"
+)
+
+// Reload is a parsed `reload` value.
+type Reload struct {
+	Kind   ReloadKind
+	Signal syscall.Signal // for signal
+	Name   string         // signal name as written, e.g. SIGHUP
+	URL    string         // for http
+}
+
+func (r Reload) String() string {
+	switch r.Kind {
+	case ReloadSignal:
+		return "signal:" + r.Name
+	case ReloadHTTP:
+		return "http:" + r.URL
+	case "":
+		return string(ReloadNone)
+	}
+	return string(r.Kind)
+}
+
+var signals = map[string]syscall.Signal{
+	"SIGHUP": syscall.SIGHUP, "SIGUSR1": syscall.SIGUSR1, "SIGUSR2": syscall.SIGUSR2,
+	"SIGTERM": syscall.SIGTERM, "SIGINT": syscall.SIGINT, "SIGQUIT": syscall.SIGQUIT, "SIGWINCH": syscall.SIGWINCH,
+}
+
+// ParseReload reads `signal:<SIG>`, `http:<url>`, `restart` or `none`.
+func ParseReload(v string) (Reload, error) {
+	kind, arg, _ := strings.Cut(v, ":")
+	switch ReloadKind(kind) {
+	case ReloadNone, ReloadRestart:
+		if arg != "" {
+			return Reload{}, fmt.Errorf("%q takes no argument: write %q", v, kind)
+		}
+		return Reload{Kind: ReloadKind(kind)}, nil
+	case ReloadSignal:
+		name := strings.ToUpper(arg)
+		if !strings.HasPrefix(name, "SIG") {
+			name = "SIG" + name
+		}
+		sig, ok := signals[name]
+		if !ok {
+			return Reload{}, fmt.Errorf("%q: unknown signal; use one of SIGHUP, SIGUSR1, SIGUSR2, SIGTERM, SIGINT, SIGQUIT, SIGWINCH", v)
+		}
+		return Reload{Kind: ReloadSignal, Signal: sig, Name: name}, nil
+	case ReloadHTTP:
+		u, err := url.Parse(arg)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+			return Reload{}, fmt.Errorf("%q: want http:http://127.0.0.1:<port>/<path>", v)
+		}
+		if h := u.Hostname(); h != "localhost" && h != "127.0.0.1" && h != "::1" {
+			return Reload{}, fmt.Errorf("%q: the reload URL must be on localhost (the app in the same Pod), not %q", v, h)
+		}
+		return Reload{Kind: ReloadHTTP, URL: arg}, nil
+	}
+	return Reload{}, fmt.Errorf("%q: want signal:<SIG>, http:<url>, restart or none", v)
+}
+
+// Secret is one file the agent keeps in the secrets volume.
+type Secret struct {
+	Name     string
+	Path     string
+	Method   string // read or write
+	Params   map[string]string
+	Format   Format
+	Key      string
+	Template string
+	Refresh  time.Duration
+	Reload   *Reload // nil: the Pod's
+	FileMode os.FileMode
+}
+
+// Config is a Pod's parsed, defaulted and validated ramvault annotations.
+type Config struct {
+	Inject          bool
+	Status          string
+	Role            string
+	AuthPath        string
+	Audience        string
+	VaultAddr       string
+	VaultNamespace  string
+	Reload          Reload
+	SignalProcess   string
+	Containers      []string
+	Mode            Mode // "" means the cluster's default
+	Placement       string
+	MountPath       string
+	VolumeSize      string
+	RunAsUser       *int64
+	ReplaceLiveness bool
+	Refresh         time.Duration
+	Secrets         []Secret // sorted by name
+}
+
+// ReloadFor is the reload that applies to a secret.
+func (c *Config) ReloadFor(s Secret) Reload {
+	if s.Reload != nil {
+		return *s.Reload
+	}
+	return c.Reload
+}
+
+// Error is one problem with one annotation.
+type Error struct {
+	Annotation string
+	Message    string
+}
+
+func (e Error) Error() string { return e.Annotation + ": " + e.Message }
+
+// ErrorList is every problem found, in annotation order.
+type ErrorList []Error
+
+func (l ErrorList) Error() string {
+	msgs := make([]string, len(l))
+	for i, e := range l {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// Parse reads every ramvault.io/ annotation, applies defaults, and validates;
+// it reports every problem at once. Annotations of other prefixes are ignored.
+func Parse(annotations map[string]string) (*Config, error) {
+	table := Table()
+	podRows, families := map[string]Row{}, []Row{}
+	for _, r := range table {
+		if r.PerSecret {
+			families = append(families, r)
+		} else {
+			podRows[r.Name] = r
+		}
+	}
+	cfg := &Config{}
+	var errs ErrorList
+	// Defaults first, then the annotations.
+	for _, r := range table {
+		if !r.PerSecret && r.Default != "" {
+			_ = r.set(cfg, nil, r.Default)
+		}
+	}
+	keys := make([]string, 0, len(annotations))
+	for k := range annotations {
+		if strings.HasPrefix(k, Prefix) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	secrets := map[string]*Secret{}
+	perSecret := map[string]map[string]string{} // secret -> family -> value
+	for _, k := range keys {
+		name := strings.TrimPrefix(k, Prefix)
+		v := strings.TrimSpace(annotations[k])
+		if r, ok := podRows[name]; ok {
+			if err := checkType(r, v); err != nil {
+				errs = append(errs, Error{k, err.Error()})
+			} else if err := r.set(cfg, nil, v); err != nil {
+				errs = append(errs, Error{k, err.Error()})
+			}
+			continue
+		}
+		fam, secret := matchFamily(families, name)
+		if fam == nil {
+			errs = append(errs, Error{k, "unknown annotation" + suggest(name, table)})
+			continue
+		}
+		if !secretNameRE.MatchString(secret) {
+			errs = append(errs, Error{k, fmt.Sprintf("%q is not a valid secret name: lower-case letters, digits, '-', '.', '_', starting and ending with a letter or digit (it becomes the file name)", secret)})
+			continue
+		}
+		if perSecret[secret] == nil {
+			perSecret[secret] = map[string]string{}
+		}
+		perSecret[secret][fam.Name] = v
+	}
+	names := make([]string, 0, len(perSecret))
+	for n := range perSecret {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		vals := perSecret[n]
+		if _, ok := vals["secret"]; !ok {
+			for _, f := range families {
+				if _, set := vals[f.Name]; set {
+					errs = append(errs, Error{f.Key(n), fmt.Sprintf("no secret %q: add %s with its Vault path, or remove this annotation", n, Prefix+"secret-"+n)})
+				}
+			}
+			continue
+		}
+		s := &Secret{Name: n, Method: "read", Format: FormatJSON, FileMode: 0o400}
+		for _, f := range families {
+			v, set := vals[f.Name]
+			if !set {
+				continue
+			}
+			if err := checkType(f, v); err != nil {
+				errs = append(errs, Error{f.Key(n), err.Error()})
+			} else if err := f.set(cfg, s, v); err != nil {
+				errs = append(errs, Error{f.Key(n), err.Error()})
+			}
+		}
+		errs = append(errs, s.finish(cfg, vals)...)
+		secrets[n] = s
+	}
+	for _, n := range names {
+		if s := secrets[n]; s != nil {
+			cfg.Secrets = append(cfg.Secrets, *s)
+		}
+	}
+	if cfg.Inject && len(cfg.Secrets) == 0 && len(errs) == 0 {
+		errs = append(errs, Error{Prefix + "inject", "no secrets: add at least one " + Prefix + "secret-<name>: <vault path>"})
+	}
+	if cfg.Reload.Kind == ReloadRestart && cfg.Mode == ModeInitOnly {
+		errs = append(errs, Error{Prefix + "reload", "restart needs the agent running beside the app; mode init-only has none (use mode native or classic, or reload none)"})
+	}
+	if len(errs) > 0 {
+		return cfg, errs
+	}
+	return cfg, nil
+}
+
+// finish applies cross-field rules of one secret.
+func (s *Secret) finish(cfg *Config, vals map[string]string) ErrorList {
+	var errs ErrorList
+	key := func(f string) string { return Prefix + f + "-" + s.Name }
+	if s.Template != "" {
+		if _, set := vals["format"]; set {
+			errs = append(errs, Error{key("format"), "set either format or template, not both"})
+		}
+		s.Format = FormatTemplate
+	}
+	if s.Key != "" {
+		if f, set := vals["format"]; set && f != string(FormatRaw) {
+			errs = append(errs, Error{key("key"), fmt.Sprintf("key selects one value (format raw); format is %q: remove one of them", f)})
+		}
+		if s.Template == "" {
+			s.Format = FormatRaw
+		}
+	}
+	if s.Format == FormatRaw && s.Key == "" {
+		errs = append(errs, Error{key("format"), "format raw needs " + key("key") + " naming the value to write"})
+	}
+	if _, set := vals["params"]; set && s.Method != "write" {
+		errs = append(errs, Error{key("params"), "parameters are sent only with " + key("method") + ": write"})
+	}
+	if s.Refresh == 0 {
+		s.Refresh = cfg.Refresh
+	}
+	return errs
+}
+
+func matchFamily(families []Row, name string) (*Row, string) {
+	var best *Row
+	for i := range families {
+		p := families[i].Name + "-"
+		if strings.HasPrefix(name, p) && len(name) > len(p) && (best == nil || len(p) > len(best.Name)+1) {
+			best = &families[i]
+		}
+	}
+	if best == nil {
+		return nil, ""
+	}
+	return best, strings.TrimPrefix(name, best.Name+"-")
+}
+
+func checkType(r Row, v string) error {
+	switch r.Type {
+	case TypeBool:
+		if v != "true" && v != "false" {
+			return fmt.Errorf("%q is not a boolean: write \"true\" or \"false\"", v)
+		}
+	case TypeEnum:
+		for _, e := range r.Enum {
+			if v == e {
+				return nil
+			}
+		}
+		return fmt.Errorf("%q is not one of %s", v, strings.Join(r.Enum, ", "))
+	default:
+		if v == "" {
+			return fmt.Errorf("empty value: set one or remove the annotation")
+		}
+	}
+	return nil
+}
+
+// suggest offers the closest known annotation for a typo.
+func suggest(name string, table []Row) string {
+	best, bestD := "", max(3, len(name)/3+1) // closer than this counts as a typo
+	for _, r := range table {
+		cand := r.Name
+		probe := name
+		if r.PerSecret {
+			// compare the family part only: "secrte-db" against "secret"
+			if i := strings.Index(name, "-"); i > 0 {
+				probe = name[:i]
+				cand = r.Name
+			}
+		}
+		if d := levenshtein(probe, cand); d < bestD {
+			best, bestD = r.Name, d
+			if r.PerSecret {
+				if i := strings.Index(name, "-"); i > 0 {
+					best = r.Name + name[i:]
+				} else {
+					best = r.Name + "-<name>"
+				}
+			}
+		}
+	}
+	if best == "" {
+		return "; see docs/annotations.md for the list"
+	}
+	return fmt.Sprintf("; did you mean %s%s?", Prefix, best)
+}
+
+func levenshtein(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

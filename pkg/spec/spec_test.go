@@ -1,0 +1,183 @@
+package spec
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite docs/annotations.md")
+
+func TestParse(t *testing.T) {
+	cases := []struct {
+		name   string
+		in     map[string]string
+		check  func(t *testing.T, c *Config)
+		errors []string // substrings, one per expected error, in order
+	}{
+		{name: "a minimal opt-in gets every default",
+			in: map[string]string{"ramvault.io/inject": "true", "ramvault.io/secret-db": "secret/data/db"},
+			check: func(t *testing.T, c *Config) {
+				want := &Config{Inject: true, AuthPath: "kubernetes", Audience: "vault", Reload: Reload{Kind: ReloadNone},
+					Placement: "first", MountPath: "/var/run/secrets/ramvault", VolumeSize: "4Mi", Refresh: 5 * time.Minute,
+					Secrets: []Secret{{Name: "db", Path: "secret/data/db", Method: "read", Format: FormatJSON, Refresh: 5 * time.Minute, FileMode: 0o400}}}
+				if !reflect.DeepEqual(c, want) {
+					t.Fatalf("got  %+v\nwant %+v", c, want)
+				}
+			}},
+		{name: "other prefixes are ignored", in: map[string]string{"example.com/x": "1", "ramvault.io/inject": "false"},
+			check: func(t *testing.T, c *Config) {
+				if c.Inject {
+					t.Fatal("inject")
+				}
+			}},
+		{name: "per-secret settings apply to their secret only",
+			in: map[string]string{"ramvault.io/inject": "true", "ramvault.io/secret-a": "kv/a", "ramvault.io/secret-b": "pki/issue/web",
+				"ramvault.io/key-a": "password", "ramvault.io/refresh-a": "30s", "ramvault.io/method-b": "write",
+				"ramvault.io/params-b": "common_name=web.example.com, ttl=1h", "ramvault.io/reload-b": "signal:hup", "ramvault.io/file-mode-b": "0600"},
+			check: func(t *testing.T, c *Config) {
+				a, b := c.Secrets[0], c.Secrets[1]
+				if a.Format != FormatRaw || a.Key != "password" || a.Refresh != 30*time.Second || a.Reload != nil {
+					t.Errorf("a = %+v", a)
+				}
+				if b.Method != "write" || b.Params["common_name"] != "web.example.com" || b.Params["ttl"] != "1h" ||
+					b.Reload == nil || b.Reload.Signal != syscall.SIGHUP || b.FileMode != 0o600 || b.Refresh != 5*time.Minute {
+					t.Errorf("b = %+v", b)
+				}
+			}},
+		{name: "a template implies format template",
+			in: map[string]string{"ramvault.io/secret-db": "database/creds/app", "ramvault.io/template-db": "{{ .Data.username }}"},
+			check: func(t *testing.T, c *Config) {
+				if c.Secrets[0].Format != FormatTemplate {
+					t.Fatal(c.Secrets[0].Format)
+				}
+			}},
+		{name: "http reload on localhost is accepted",
+			in: map[string]string{"ramvault.io/reload": "http:http://127.0.0.1:8080/-/reload"},
+			check: func(t *testing.T, c *Config) {
+				if c.Reload.Kind != ReloadHTTP || c.Reload.URL != "http://127.0.0.1:8080/-/reload" {
+					t.Fatal(c.Reload)
+				}
+			}},
+		{name: "every problem is reported at once, each naming its annotation",
+			in: map[string]string{"ramvault.io/inject": "yes", "ramvault.io/reload": "signal:FOO", "ramvault.io/refresh": "5 minutes",
+				"ramvault.io/secret-db": "secret/data/db", "ramvault.io/template-db": "{{ .Data.x ", "ramvault.io/mode": "sidecar"},
+			errors: []string{
+				`ramvault.io/inject: "yes" is not a boolean`,
+				`ramvault.io/mode: "sidecar" is not one of native, classic, init-only`,
+				`ramvault.io/refresh: "5 minutes" is not a duration`,
+				`ramvault.io/reload: "signal:FOO": unknown signal`,
+				`ramvault.io/template-db: template does not parse`}},
+		{name: "a typo gets a did-you-mean",
+			in:     map[string]string{"ramvault.io/secrte-db": "secret/data/db", "ramvault.io/vault-adress": "https://v:8200"},
+			errors: []string{`ramvault.io/secrte-db: unknown annotation; did you mean ramvault.io/secret-db?`, `ramvault.io/vault-adress: unknown annotation; did you mean ramvault.io/vault-addr?`}},
+		{name: "settings for an undefined secret are errors",
+			in:     map[string]string{"ramvault.io/refresh-db": "1m"},
+			errors: []string{`ramvault.io/refresh-db: no secret "db": add ramvault.io/secret-db`}},
+		{name: "an opt-in without secrets is an error",
+			in:     map[string]string{"ramvault.io/inject": "true"},
+			errors: []string{`ramvault.io/inject: no secrets`}},
+		{name: "a reload URL off localhost is refused",
+			in:     map[string]string{"ramvault.io/reload": "http:http://example.com/reload"},
+			errors: []string{`must be on localhost`}},
+		{name: "file names must be safe",
+			in:     map[string]string{"ramvault.io/secret-DB": "kv/x", "ramvault.io/secret-a..b/c": "kv/x"},
+			errors: []string{`"DB" is not a valid secret name`, `"a..b/c" is not a valid secret name`}},
+		{name: "raw without a key, params without write, format with template",
+			in: map[string]string{"ramvault.io/secret-a": "kv/a", "ramvault.io/format-a": "raw", "ramvault.io/secret-b": "kv/b", "ramvault.io/params-b": "x=1",
+				"ramvault.io/secret-c": "kv/c", "ramvault.io/format-c": "yaml", "ramvault.io/template-c": "x"},
+			errors: []string{`ramvault.io/format-a: format raw needs ramvault.io/key-a`, `ramvault.io/params-b: parameters are sent only with`, `ramvault.io/format-c: set either format or template`}},
+		{name: "restart reload needs a running agent",
+			in:     map[string]string{"ramvault.io/reload": "restart", "ramvault.io/mode": "init-only"},
+			errors: []string{`ramvault.io/reload: restart needs the agent running`}},
+		{name: "file modes never let other users read",
+			in:     map[string]string{"ramvault.io/secret-a": "kv/a", "ramvault.io/file-mode-a": "0644", "ramvault.io/run-as-user": "0", "ramvault.io/volume-size": "1Gi"},
+			errors: []string{`ramvault.io/run-as-user: "0" is not a non-root UID`, `ramvault.io/volume-size: "1Gi" is out of range`, `ramvault.io/file-mode-a: "0644": use 0400 or 0600`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse(tc.in)
+			if len(tc.errors) == 0 {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				tc.check(t, c)
+				return
+			}
+			list, ok := err.(ErrorList)
+			if !ok {
+				t.Fatalf("error %v (%T), want an ErrorList", err, err)
+			}
+			if len(list) != len(tc.errors) {
+				t.Fatalf("%d errors, want %d:\n%v", len(list), len(tc.errors), err)
+			}
+			for i, want := range tc.errors {
+				if !strings.Contains(list[i].Error(), want) {
+					t.Errorf("error %d = %q, want it to contain %q", i, list[i].Error(), want)
+				}
+			}
+		})
+	}
+}
+
+func TestTableRowsAreDocumentedAndTyped(t *testing.T) {
+	seen := map[string]bool{}
+	for _, r := range Table() {
+		k := r.Key("x")
+		if seen[k] {
+			t.Errorf("duplicate row %s", k)
+		}
+		seen[k] = true
+		if r.Doc == "" || r.Type == "" || r.set == nil {
+			t.Errorf("row %s lacks doc, type or setter", k)
+		}
+		if r.Default != "" {
+			if err := r.set(&Config{}, &Secret{}, r.Default); err != nil {
+				t.Errorf("row %s: its default %q does not validate: %v", k, r.Default, err)
+			}
+		}
+	}
+}
+
+func TestAnnotationReferenceIsCurrent(t *testing.T) {
+	path := filepath.Join("..", "..", "docs", "annotations.md")
+	want := Markdown()
+	if *update {
+		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./pkg/spec -update)", err)
+	}
+	if string(got) != want {
+		t.Fatal("docs/annotations.md is stale: run go test ./pkg/spec -update")
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add("ramvault.io/secret-db", "secret/data/db", "ramvault.io/reload", "signal:HUP")
+	f.Add("ramvault.io/template-x", "{{ .Data }}", "ramvault.io/secret-x", "kv/x")
+	f.Add("ramvault.io/refresh-", "1s", "ramvault.io/", "")
+	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string) {
+		c, err := Parse(map[string]string{k1: v1, k2: v2})
+		if c == nil {
+			t.Fatal("nil config")
+		}
+		if err == nil {
+			for _, s := range c.Secrets {
+				if !secretNameRE.MatchString(s.Name) || s.Path == "" {
+					t.Fatalf("accepted secret %+v", s)
+				}
+			}
+		} else if len(err.(ErrorList)) == 0 {
+			t.Fatal("empty error list")
+		}
+	})
+}

@@ -1,0 +1,315 @@
+// Package spec is ramvault's annotation specification: one typed table from
+// which parsing, defaulting, validation, error messages and the reference
+// documentation (docs/annotations.md) all derive. Both the injector and the
+// agent use it, so it imports nothing from Kubernetes.
+package spec
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+)
+
+// Prefix is the annotation prefix every ramvault annotation carries.
+const Prefix = "ramvault.io/"
+
+// Type names the value type of an annotation, for parsing and the docs.
+type Type string
+
+const (
+	TypeBool     Type = "bool"
+	TypeString   Type = "string"
+	TypeDuration Type = "duration"
+	TypeEnum     Type = "enum"
+	TypeList     Type = "list"
+	TypeURL      Type = "url"
+	TypeSize     Type = "size"
+	TypeInt      Type = "integer"
+	TypeFileMode Type = "file mode"
+	TypeTemplate Type = "template"
+	TypeReload   Type = "reload"
+	TypeParams   Type = "parameters"
+	TypePath     Type = "vault path"
+)
+
+// Row is one annotation. A row with PerSecret set is a family:
+// `ramvault.io/<Name>-<secret>`, one per secret file.
+type Row struct {
+	Name      string
+	PerSecret bool
+	Type      Type
+	Enum      []string // allowed values when Type is TypeEnum
+	Default   string   // as written in an annotation; "" means none
+	Example   string
+	Doc       string
+	// set parses raw (already validated against Type) into the target.
+	set func(c *Config, s *Secret, raw string) error
+}
+
+// Key is the annotation key of the row (for a secret family, of secret name).
+func (r Row) Key(secret string) string {
+	if r.PerSecret {
+		return Prefix + r.Name + "-" + secret
+	}
+	return Prefix + r.Name
+}
+
+var (
+	roleRE       = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+	secretNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)
+	procRE       = regexp.MustCompile(`^[^/\x00]{1,15}$`)
+	mountPathRE  = regexp.MustCompile(`^/[A-Za-z0-9._/-]*$`)
+	vaultPathRE  = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.+@=:-]+)*$`)
+)
+
+// Table returns every annotation, in documentation order. Per-secret rows
+// follow the pod-wide ones.
+func Table() []Row {
+	return []Row{
+		{Name: "inject", Type: TypeBool, Example: `"true"`,
+			Doc: `Opt in: "true" injects the agent. Any other value, or no annotation, leaves the Pod alone.`,
+			set: func(c *Config, _ *Secret, v string) error { c.Inject = v == "true"; return nil }},
+		{Name: "status", Type: TypeString,
+			Doc: "Written by the injector when it has injected the Pod (its version). A Pod that carries it is never injected again. Do not set it yourself.",
+			set: func(c *Config, _ *Secret, v string) error { c.Status = v; return nil }},
+		{Name: "role", Type: TypeString, Example: "payments",
+			Doc: "Vault Kubernetes-auth role to log in with. Default: the Pod's service account name (so a role per service account needs no annotation).",
+			set: func(c *Config, _ *Secret, v string) error {
+				if !roleRE.MatchString(v) {
+					return fmt.Errorf("%q is not a Vault role name: use letters, digits, '_', '.', '-' (at most 128)", v)
+				}
+				c.Role = v
+				return nil
+			}},
+		{Name: "auth-path", Type: TypeString, Default: "kubernetes", Example: "kubernetes-prod",
+			Doc: "Mount path of the Kubernetes auth method in Vault (without auth/).",
+			set: func(c *Config, _ *Secret, v string) error {
+				v = strings.Trim(strings.TrimPrefix(v, "auth/"), "/")
+				if !vaultPathRE.MatchString(v) {
+					return fmt.Errorf("%q is not a Vault mount path", v)
+				}
+				c.AuthPath = v
+				return nil
+			}},
+		{Name: "audience", Type: TypeString, Default: "vault",
+			Doc: "Audience of the projected service-account token the agent logs in with; must match the Vault role's `audience`.",
+			set: func(c *Config, _ *Secret, v string) error {
+				if v == "" || strings.ContainsAny(v, " ,") {
+					return fmt.Errorf("%q is not a token audience: one word, no spaces or commas", v)
+				}
+				c.Audience = v
+				return nil
+			}},
+		{Name: "vault-addr", Type: TypeURL, Example: "https://vault.vault.svc:8200",
+			Doc: "Vault address for this Pod. Default: the cluster default of the injector. Accepted only if the injector's allowlist holds it.",
+			set: func(c *Config, _ *Secret, v string) error {
+				u, err := url.Parse(v)
+				if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" && u.Path != "/" {
+					return fmt.Errorf("%q is not a Vault address: want http(s)://host[:port]", v)
+				}
+				c.VaultAddr = strings.TrimSuffix(v, "/")
+				return nil
+			}},
+		{Name: "vault-namespace", Type: TypeString, Example: "team-a",
+			Doc: "Vault Enterprise namespace to work in. Default: none (root).",
+			set: func(c *Config, _ *Secret, v string) error {
+				if !vaultPathRE.MatchString(strings.Trim(v, "/")) {
+					return fmt.Errorf("%q is not a Vault namespace path", v)
+				}
+				c.VaultNamespace = strings.Trim(v, "/")
+				return nil
+			}},
+		{Name: "reload", Type: TypeReload, Default: "none", Example: "signal:SIGHUP",
+			Doc: "How the app learns of new secrets: `signal:<SIG>` (signal the app process in a shared process namespace), " +
+				"`http:<url>` (POST to a localhost URL), `restart` (the agent fails the app's liveness probe so the kubelet restarts the app container), or `none`.",
+			set: func(c *Config, _ *Secret, v string) error {
+				r, err := ParseReload(v)
+				c.Reload = r
+				return err
+			}},
+		{Name: "signal-process", Type: TypeString, Example: "nginx",
+			Doc: "Name of the app process to signal (as in /proc/<pid>/comm, at most 15 characters). Default: the base name of the first target container's command.",
+			set: func(c *Config, _ *Secret, v string) error {
+				if !procRE.MatchString(v) {
+					return fmt.Errorf("%q is not a process name: 1 to 15 characters, no '/'", v)
+				}
+				c.SignalProcess = v
+				return nil
+			}},
+		{Name: "containers", Type: TypeList, Example: "app,worker",
+			Doc: "Comma-separated app containers that get the secrets volume (read-only). Default: every app container.",
+			set: func(c *Config, _ *Secret, v string) error {
+				c.Containers = nil
+				for _, n := range strings.Split(v, ",") {
+					if n = strings.TrimSpace(n); n != "" {
+						c.Containers = append(c.Containers, n)
+					}
+				}
+				if len(c.Containers) == 0 {
+					return fmt.Errorf("empty list: name at least one container, or remove the annotation")
+				}
+				return nil
+			}},
+		{Name: "mode", Type: TypeEnum, Enum: []string{"native", "classic", "init-only"}, Example: "init-only",
+			Doc: "Shape of the injection. `native`: one init container with restartPolicy Always (a native sidecar, Kubernetes ≥ 1.29) whose startup probe holds the app until the secrets exist. " +
+				"`classic`: an init container then a regular sidecar. `init-only`: the init container only (no renewal; leases expire). Default: native where the cluster supports it, else classic.",
+			set: func(c *Config, _ *Secret, v string) error { c.Mode = Mode(v); return nil }},
+		{Name: "agent-placement", Type: TypeEnum, Enum: []string{"first", "last"}, Default: "first",
+			Doc: "Where the agent goes among existing init containers. `first` (default) because service-mesh init containers such as istio-init redirect all traffic to a proxy that is not running yet, which would cut the agent off from Vault.",
+			set: func(c *Config, _ *Secret, v string) error { c.Placement = v; return nil }},
+		{Name: "mount-path", Type: TypeString, Default: "/var/run/secrets/ramvault",
+			Doc: "Where the secrets volume is mounted (read-only) in the app containers.",
+			set: func(c *Config, _ *Secret, v string) error {
+				if !mountPathRE.MatchString(v) || strings.Contains(v, "..") || v == "/" {
+					return fmt.Errorf("%q is not an absolute path for a volume mount", v)
+				}
+				c.MountPath = strings.TrimSuffix(v, "/")
+				return nil
+			}},
+		{Name: "volume-size", Type: TypeSize, Default: "4Mi",
+			Doc: "sizeLimit of the in-memory secrets volume (Ki, Mi or Gi; at most 64Mi).",
+			set: func(c *Config, _ *Secret, v string) error {
+				n, err := ParseSize(v)
+				if err == nil && (n < 64*1024 || n > 64<<20) {
+					err = fmt.Errorf("%q is out of range: between 64Ki and 64Mi", v)
+				}
+				c.VolumeSize = v
+				return err
+			}},
+		{Name: "run-as-user", Type: TypeInt, Example: "1000",
+			Doc: "UID the secret files belong to (the agent runs as it). Default: the target containers' runAsUser (container or Pod level), which must then be the same for all of them.",
+			set: func(c *Config, _ *Secret, v string) error {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil || n < 1 || n > 2147483647 {
+					return fmt.Errorf("%q is not a non-root UID: a whole number from 1", v)
+				}
+				c.RunAsUser = &n
+				return nil
+			}},
+		{Name: "replace-liveness", Type: TypeBool, Default: "false",
+			Doc: "With reload `restart`: replace an existing liveness probe of the target containers (otherwise such a Pod is denied).",
+			set: func(c *Config, _ *Secret, v string) error { c.ReplaceLiveness = v == "true"; return nil }},
+		{Name: "refresh", Type: TypeDuration, Default: "5m",
+			Doc: "Default re-read interval for secrets without a lease (KV). At least 1s.",
+			set: func(c *Config, _ *Secret, v string) error {
+				d, err := parseRefresh(v)
+				c.Refresh = d
+				return err
+			}},
+
+		{Name: "secret", PerSecret: true, Type: TypePath, Example: "secret/data/payments/db",
+			Doc: "Defines secret `<name>`: the Vault path to read (KV v1/v2 detected from the mount; `database/creds/<role>` and other leased secrets are renewed and re-issued). The file is named `<name>`.",
+			set: func(_ *Config, s *Secret, v string) error {
+				v = strings.Trim(v, "/")
+				if !vaultPathRE.MatchString(v) {
+					return fmt.Errorf("%q is not a Vault path", v)
+				}
+				s.Path = v
+				return nil
+			}},
+		{Name: "method", PerSecret: true, Type: TypeEnum, Enum: []string{"read", "write"}, Default: "read",
+			Doc: "`write` sends `params-<name>` to the path and uses the response (PKI `pki/issue/<role>`, transit, any generate-on-write endpoint); the result is re-issued before it expires.",
+			set: func(_ *Config, s *Secret, v string) error { s.Method = v; return nil }},
+		{Name: "params", PerSecret: true, Type: TypeParams, Example: "common_name=app.example.com,ttl=24h",
+			Doc: "Parameters for `method: write`, as comma-separated key=value pairs.",
+			set: func(_ *Config, s *Secret, v string) error {
+				p, err := ParseParams(v)
+				s.Params = p
+				return err
+			}},
+		{Name: "format", PerSecret: true, Type: TypeEnum, Enum: []string{"json", "yaml", "dotenv", "properties", "raw"}, Default: "json",
+			Doc: "How the secret's data becomes the file. `raw` writes the single value of `key-<name>`.",
+			set: func(_ *Config, s *Secret, v string) error { s.Format = Format(v); return nil }},
+		{Name: "key", PerSecret: true, Type: TypeString, Example: "password",
+			Doc: "The data key written by format `raw` (implies it).",
+			set: func(_ *Config, s *Secret, v string) error {
+				if v == "" {
+					return fmt.Errorf("empty key")
+				}
+				s.Key = v
+				return nil
+			}},
+		{Name: "template", PerSecret: true, Type: TypeTemplate, Example: `postgres://{{ .Data.username }}:{{ .Data.password }}@db:5432/app`,
+			Doc: "A Go text/template rendering the file (overrides format). Dot has `.Data` (the secret's data), `.LeaseID`, `.LeaseDuration`, `.Renewable`. Functions: `base64`, `base64dec`, `json`, `toYAML`, `pemCert`, `pemKey`, `pemChain`, `trim`, `lower`, `upper`, `default`. Parsed at admission.",
+			set: func(_ *Config, s *Secret, v string) error {
+				if _, err := template.New("t").Option("missingkey=error").Funcs(TemplateFuncs()).Parse(v); err != nil {
+					return fmt.Errorf("template does not parse: %v", strings.TrimPrefix(err.Error(), "template: t:"))
+				}
+				s.Template = v
+				return nil
+			}},
+		{Name: "refresh", PerSecret: true, Type: TypeDuration, Example: "30s",
+			Doc: "Re-read interval of this secret when it has no lease. Default: `refresh`.",
+			set: func(_ *Config, s *Secret, v string) error {
+				d, err := parseRefresh(v)
+				s.Refresh = d
+				return err
+			}},
+		{Name: "reload", PerSecret: true, Type: TypeReload, Example: "http:http://127.0.0.1:8080/-/reload",
+			Doc: "Reload for this secret only, overriding `reload`.",
+			set: func(_ *Config, s *Secret, v string) error {
+				r, err := ParseReload(v)
+				s.Reload = &r
+				return err
+			}},
+		{Name: "file-mode", PerSecret: true, Type: TypeFileMode, Default: "0400",
+			Doc: "Mode of the file: owner-only (0400 or 0600).",
+			set: func(_ *Config, s *Secret, v string) error {
+				n, err := strconv.ParseUint(v, 8, 32)
+				if err != nil || (n != 0o400 && n != 0o600) {
+					return fmt.Errorf("%q: use 0400 or 0600 (files are never readable by other users)", v)
+				}
+				s.FileMode = os.FileMode(n)
+				return nil
+			}},
+	}
+}
+
+func parseRefresh(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration: write it like 30s, 5m or 1h", v)
+	}
+	if d < time.Second {
+		return 0, fmt.Errorf("%q is too short: at least 1s", v)
+	}
+	return d, nil
+}
+
+// ParseSize reads a byte size written as a plain number or with Ki, Mi, Gi.
+func ParseSize(v string) (int64, error) {
+	mult := int64(1)
+	num := v
+	for suf, m := range map[string]int64{"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30} {
+		if strings.HasSuffix(v, suf) {
+			num, mult = strings.TrimSuffix(v, suf), m
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%q is not a size: write it like 512Ki or 4Mi", v)
+	}
+	return n * mult, nil
+}
+
+// ParseParams reads comma-separated key=value pairs.
+func ParseParams(v string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range strings.Split(v, ",") {
+		kv = strings.TrimSpace(kv)
+		if kv == "" {
+			continue
+		}
+		k, val, ok := strings.Cut(kv, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, fmt.Errorf("%q is not key=value", kv)
+		}
+		out[strings.TrimSpace(k)] = strings.TrimSpace(val)
+	}
+	return out, nil
+}

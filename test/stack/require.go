@@ -1,0 +1,124 @@
+package stack
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// shared is the one stack a test binary uses. Package state is deliberate
+// here (test harness only): the lock must be held once per process for the
+// life of the process, however many tests call Require.
+var shared struct {
+	once sync.Once
+	env  Env
+	err  error
+}
+
+// Require returns the running stack, starting it first if it is not up and
+// healthy. It holds a shared lock on the stack until the test binary exits,
+// so Exclusive callers (which stop the stack) wait for it.
+func Require(t testing.TB) Env {
+	t.Helper()
+	shared.once.Do(func() { shared.env, shared.err = acquire(Config{Progress: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }}) })
+	if shared.err != nil {
+		t.Fatalf("local stack: %v", shared.err)
+	}
+	return shared.env
+}
+
+func acquire(cfg Config) (Env, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return Env{}, err
+	}
+	fd, err := lockFile(cfg.Dir)
+	if err != nil {
+		return Env{}, err
+	}
+	if err := syscall.Flock(fd, syscall.LOCK_EX); err != nil {
+		return Env{}, err
+	}
+	ctx := context.Background()
+	env, err := ReadEnv(filepath.Join(cfg.Dir, "env"))
+	if err != nil || Healthy(ctx, env) != nil {
+		res, uerr := Up(ctx, cfg)
+		if uerr != nil {
+			syscall.Close(fd)
+			return Env{}, uerr
+		}
+		env = res.Env
+		cfg.Progress("stack: up in %.1fs", res.Total.Seconds())
+	}
+	// Downgrade to shared; the descriptor stays open (and locked) until exit.
+	if err := syscall.Flock(fd, syscall.LOCK_SH); err != nil {
+		return Env{}, err
+	}
+	return env, nil
+}
+
+// Exclusive takes the stack's lock exclusively for the rest of the test, after
+// every other test binary using the stack has finished. For tests that stop
+// or restart the stack; they must not call Require in the same binary.
+func Exclusive(t testing.TB, cfg Config) {
+	t.Helper()
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := lockFile(cfg.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(fd, syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+}
+
+func lockFile(root string) (int, error) {
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return -1, err
+	}
+	return syscall.Open(filepath.Join(root, "lock"), syscall.O_CREAT|syscall.O_RDWR|syscall.O_CLOEXEC, 0o600)
+}
+
+// Healthy checks that every component answers: apiserver, node Ready, Vault
+// unsealed, PostgreSQL accepting the superuser.
+func Healthy(ctx context.Context, env Env) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cs, err := KubeClient(env.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	if err := nodeReady(ctx, cs); err != nil {
+		return err
+	}
+	vc, err := env.VaultClient()
+	if err != nil {
+		return err
+	}
+	h, err := vc.Sys().HealthWithContext(ctx)
+	if err != nil {
+		return fmt.Errorf("vault: %w", err)
+	}
+	if h.Sealed {
+		return fmt.Errorf("vault is sealed")
+	}
+	if _, err := vc.Auth().Token().LookupSelfWithContext(ctx); err != nil {
+		return fmt.Errorf("vault root token: %w", err)
+	}
+	conn, err := pgx.Connect(ctx, env.PGURL())
+	if err != nil {
+		return fmt.Errorf("postgresql: %w", err)
+	}
+	return conn.Close(ctx)
+}

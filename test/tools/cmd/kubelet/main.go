@@ -1,0 +1,16 @@
+// Command kubelet is the upstream Kubernetes kubelet v1.34.4, built from the Go
+// module proxy for ramvault's local test stack. Only the command constructor is called.
+package main
+
+import (
+	"context"
+	"os"
+
+	"k8s.io/component-base/cli"
+	_ "k8s.io/component-base/logs/json/register"
+	"k8s.io/kubernetes/cmd/kubelet/app"
+)
+
+func main() {
+	os.Exit(cli.Run(app.NewKubeletCommand(context.Background())))
+}
