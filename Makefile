@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/ramvault/ramvault/pkg/version.Version=$(VERSION)
 export CGO_ENABLED := 0
 
-.PHONY: all build deps tools vet test unit dev-up dev-down dev-status demo clean
+.PHONY: all build deps tools vet test unit dev-up dev-down dev-status demo bench-agent clean
 
 all: build
 
@@ -45,6 +45,9 @@ dev-status:
 
 demo: dev-up ## bring up the stack and show a Pod with a Memory emptyDir on tmpfs
 	@$(GO) run ./test/cmd/demo
+
+bench-agent: dev-up ## ramvault-agent vs Vault Agent 1.21.0: time to files, idle RSS
+	@$(GO) run ./test/cmd/bench-agent
 
 clean: dev-down
 	rm -rf bin .dev

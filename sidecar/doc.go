@@ -1,3 +1,3 @@
-// Package sidecar is the per-Pod agent: log in, fetch, render, write to
-// tmpfs, renew, rotate, revoke, reload. (Next issue.)
+// Package sidecar is the per-Pod agent: log in to Vault as the Pod, fetch,
+// render, write to tmpfs, renew, rotate, revoke, reload.
 package sidecar

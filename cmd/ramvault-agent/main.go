@@ -1,19 +1,20 @@
-// Command ramvault-agent is the per-Pod agent (init and sidecar modes).
-// At this stage it only reports its version.
+// Command ramvault-agent is the per-Pod agent (init and sidecar modes): it
+// logs in to Vault as the Pod, writes secrets to tmpfs, keeps them fresh,
+// reloads the app and revokes everything on SIGTERM. See sidecar.Main.
 package main
 
 import (
-	"fmt"
+	"context"
 	"os"
+	"os/signal"
+	"syscall"
 
-	"github.com/ramvault/ramvault/pkg/version"
+	"github.com/ramvault/ramvault/sidecar"
 )
 
 func main() {
-	if len(os.Args) == 2 && (os.Args[1] == "version" || os.Args[1] == "--version") {
-		fmt.Println(version.String("ramvault-agent"))
-		return
-	}
-	fmt.Fprintln(os.Stderr, "usage: ramvault-agent version")
-	os.Exit(2)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := sidecar.Main(ctx, os.Args[1:], os.Stderr)
+	stop()
+	os.Exit(code)
 }

@@ -1,0 +1,116 @@
+// Package tmpfs writes secret files atomically into a memory-backed
+// directory, and refuses any directory that is not tmpfs or ramfs.
+package tmpfs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// Filesystem magic numbers (statfs f_type) of the memory-backed filesystems.
+const (
+	tmpfsMagic = 0x01021994
+	ramfsMagic = 0x858458f6
+)
+
+// ErrNotMemory is returned for a directory on a disk-backed filesystem.
+var ErrNotMemory = errors.New("not a memory-backed filesystem (tmpfs or ramfs)")
+
+// ErrFull is returned when the filesystem has no room for the new content;
+// the previous file is left as it was.
+var ErrFull = errors.New("no space left on the secrets volume")
+
+// Writer writes files into one directory.
+type Writer struct {
+	dir string
+	uid int // -1: leave ownership as created (the agent's own uid)
+	gid int
+}
+
+// New checks that dir exists and is on tmpfs or ramfs. Files will be owned by
+// uid:gid when those are not -1 (chown needs privileges the agent normally
+// does not have; it runs as the app's uid instead, see injector/README.md).
+func New(dir string, uid, gid int) (*Writer, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return nil, fmt.Errorf("secrets directory %s: %w", dir, err)
+	}
+	if int64(st.Type) != tmpfsMagic && int64(st.Type) != ramfsMagic {
+		return nil, fmt.Errorf("secrets directory %s is %w (filesystem type 0x%x): mount an emptyDir with medium: Memory there", dir, ErrNotMemory, st.Type)
+	}
+	return &Writer{dir: dir, uid: uid, gid: gid}, nil
+}
+
+// Dir is the directory written to.
+func (w *Writer) Dir() string { return w.dir }
+
+// Write replaces file name with data, atomically: a temporary file in the same
+// directory, fsync, chmod (and chown), rename. Readers see the old content or
+// the new, never a partial file. It reports whether the file changed; equal
+// content is not rewritten.
+func (w *Writer) Write(name string, data []byte, mode os.FileMode) (bool, error) {
+	if name == "" || strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
+		return false, fmt.Errorf("invalid file name %q", name)
+	}
+	path := filepath.Join(w.dir, name)
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm() == mode.Perm() {
+			return false, nil
+		}
+	}
+	f, err := os.CreateTemp(w.dir, "."+name+".tmp-*")
+	if err != nil {
+		return false, w.classify(name, err)
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return false, w.classify(name, err)
+	}
+	if err := f.Sync(); err != nil {
+		return false, w.classify(name, err)
+	}
+	if err := f.Chmod(mode.Perm()); err != nil {
+		return false, fmt.Errorf("chmod %s: %w", name, err)
+	}
+	if w.uid >= 0 || w.gid >= 0 {
+		if err := f.Chown(w.uid, w.gid); err != nil {
+			return false, fmt.Errorf("chown %s to %d:%d: %w", name, w.uid, w.gid, err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		return false, w.classify(name, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return false, fmt.Errorf("rename into %s: %w", path, err)
+	}
+	ok = true
+	return true, nil
+}
+
+// Remove deletes a file if it exists.
+func (w *Writer) Remove(name string) error {
+	err := os.Remove(filepath.Join(w.dir, name))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	return err
+}
+
+func (w *Writer) classify(name string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("write %s: %w (raise ramvault.io/volume-size); the previous file is unchanged", name, ErrFull)
+	}
+	return fmt.Errorf("write %s: %w", name, err)
+}

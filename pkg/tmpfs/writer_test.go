@@ -1,0 +1,133 @@
+package tmpfs
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+)
+
+// memDir mounts a tmpfs of the given size (root only; the test stack and CI
+// run as root) and unmounts it when the test ends.
+func memDir(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs (needs root): %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+	return dir
+}
+
+func TestADiskDirectoryIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	if int64(st.Type) == tmpfsMagic {
+		t.Fatalf("%s is itself on tmpfs; cannot test the refusal here", dir)
+	}
+	_, err := New(dir, -1, -1)
+	if !errors.Is(err, ErrNotMemory) || !strings.Contains(err.Error(), "medium: Memory") {
+		t.Fatalf("New(disk dir) = %v; want ErrNotMemory saying what to change", err)
+	}
+}
+
+func TestWritesAreOwnerOnlyAndUnchangedContentIsNotRewritten(t *testing.T) {
+	w, err := New(memDir(t, "1m"), -1, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed, err := w.Write("db", []byte("v1"), 0o400)
+	if err != nil || !changed {
+		t.Fatalf("first write: changed=%v err=%v", changed, err)
+	}
+	fi, _ := os.Stat(filepath.Join(w.Dir(), "db"))
+	if fi.Mode().Perm() != 0o400 {
+		t.Errorf("mode %v, want 0400", fi.Mode().Perm())
+	}
+	changed, err = w.Write("db", []byte("v1"), 0o400)
+	if err != nil || changed {
+		t.Fatalf("same content: changed=%v err=%v; want no rewrite", changed, err)
+	}
+	after, _ := os.Stat(filepath.Join(w.Dir(), "db"))
+	if !os.SameFile(fi, after) {
+		t.Error("the file was replaced although its content did not change")
+	}
+	if _, err := w.Write("../x", []byte("v"), 0o400); err == nil {
+		t.Error("a name with a slash was accepted")
+	}
+}
+
+// Readers in a tight loop never see a partial or empty file across 1,000
+// rotations.
+func TestReadersNeverSeeAPartialFileAcross1000Rotations(t *testing.T) {
+	w, err := New(memDir(t, "4m"), -1, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := func(i int) []byte { return bytes.Repeat([]byte{byte('a' + i%26)}, 64*1024) }
+	if _, err := w.Write("s", content(0), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stop atomic.Bool
+	var bad, reads atomic.Int64
+	var wg sync.WaitGroup
+	for r := 0; r < 2; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				b, err := os.ReadFile(filepath.Join(w.Dir(), "s"))
+				reads.Add(1)
+				if err != nil || len(b) != 64*1024 || bytes.Count(b, b[:1]) != len(b) {
+					bad.Add(1)
+				}
+			}
+		}()
+	}
+	for i := 1; i <= 1000; i++ {
+		if _, err := w.Write("s", content(i), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	if bad.Load() > 0 {
+		t.Fatalf("%d of %d reads saw a partial, mixed or missing file", bad.Load(), reads.Load())
+	}
+	left, _ := filepath.Glob(filepath.Join(w.Dir(), ".s.tmp-*"))
+	if len(left) > 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+}
+
+func TestAFullTmpfsKeepsThePreviousFile(t *testing.T) {
+	w, err := New(memDir(t, "64k"), -1, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := bytes.Repeat([]byte("o"), 16*1024)
+	if _, err := w.Write("s", old, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.Write("s", bytes.Repeat([]byte("n"), 128*1024), 0o400)
+	if !errors.Is(err, ErrFull) || !strings.Contains(err.Error(), "volume-size") {
+		t.Fatalf("write past the size = %v; want ErrFull naming the annotation to raise", err)
+	}
+	got, _ := os.ReadFile(filepath.Join(w.Dir(), "s"))
+	if !bytes.Equal(got, old) {
+		t.Fatal("the previous file was damaged")
+	}
+	left, _ := filepath.Glob(filepath.Join(w.Dir(), ".s.tmp-*"))
+	if len(left) > 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+}

@@ -1,0 +1,140 @@
+package sidecar
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ramvault/ramvault/pkg/spec"
+)
+
+// reloader tells the app about new secrets.
+type reloader struct {
+	log           *slog.Logger
+	signalProcess string
+	procDir       string // /proc; a test may point elsewhere
+	http          *http.Client
+	metrics       *metrics
+
+	mu         sync.Mutex
+	restartGen int            // bumped by each "restart" reload
+	acked      map[string]int // per app container: the generation its probe last failed for
+}
+
+func newReloader(log *slog.Logger, signalProcess string, m *metrics) *reloader {
+	return &reloader{log: log, signalProcess: signalProcess, procDir: "/proc", metrics: m,
+		http: &http.Client{Timeout: 5 * time.Second}}
+}
+
+// reload performs each distinct reload once; it runs after every file of a
+// rotation is written.
+func (r *reloader) reload(ctx context.Context, rs []spec.Reload) {
+	seen := map[string]bool{}
+	for _, rl := range rs {
+		if rl.Kind == "" || rl.Kind == spec.ReloadNone || seen[rl.String()] {
+			continue
+		}
+		seen[rl.String()] = true
+		err := r.one(ctx, rl)
+		r.metrics.reload(string(rl.Kind), err)
+		if err != nil {
+			r.log.Error("reload failed", "reload", rl.String(), "err", err)
+		} else {
+			r.log.Info("app reloaded", "reload", rl.String())
+		}
+	}
+}
+
+func (r *reloader) one(ctx context.Context, rl spec.Reload) error {
+	switch rl.Kind {
+	case spec.ReloadSignal:
+		return r.signal(rl.Signal)
+	case spec.ReloadHTTP:
+		return r.post(ctx, rl.URL)
+	case spec.ReloadRestart:
+		r.mu.Lock()
+		r.restartGen++
+		r.mu.Unlock()
+		return nil
+	}
+	return nil
+}
+
+// signal sends sig to every process named r.signalProcess visible in the
+// shared process namespace (other than the agent itself).
+func (r *reloader) signal(sig syscall.Signal) error {
+	if r.signalProcess == "" {
+		return fmt.Errorf("no process name to signal: set ramvault.io/signal-process")
+	}
+	ents, err := os.ReadDir(r.procDir)
+	if err != nil {
+		return err
+	}
+	self := os.Getpid()
+	sent := 0
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		comm, err := os.ReadFile(r.procDir + "/" + e.Name() + "/comm")
+		if err != nil || strings.TrimSpace(string(comm)) != r.signalProcess {
+			continue
+		}
+		if err := syscall.Kill(pid, sig); err != nil {
+			return fmt.Errorf("signal %s to %s (pid %d): %w", sig, r.signalProcess, pid, err)
+		}
+		sent++
+	}
+	if sent == 0 {
+		return fmt.Errorf("no process named %q to signal (is shareProcessNamespace on and ramvault.io/signal-process right?)", r.signalProcess)
+	}
+	return nil
+}
+
+// post POSTs to the app's reload URL, retrying a few times.
+func (r *reloader) post(ctx context.Context, url string) error {
+	var last error
+	for attempt, wait := 0, 200*time.Millisecond; attempt < 5; attempt, wait = attempt+1, wait*2 {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := r.http.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode < 300 {
+				return nil
+			}
+			err = fmt.Errorf("POST %s: %s", url, resp.Status)
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+	return last
+}
+
+// shouldRestart reports, once per "restart" reload, that the named app
+// container's liveness probe must fail so the kubelet restarts it. A
+// container seen for the first time starts at the current generation.
+func (r *reloader) shouldRestart(container string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.acked == nil {
+		r.acked = map[string]int{}
+	}
+	ack, seen := r.acked[container]
+	r.acked[container] = r.restartGen
+	return seen && ack < r.restartGen
+}

@@ -1,0 +1,141 @@
+package sidecar
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"text/template"
+
+	"github.com/ramvault/ramvault/pkg/spec"
+)
+
+// renderer turns a fetched secret into file content. Templates are parsed
+// once, at start.
+type renderer struct {
+	secret spec.Secret
+	tmpl   *template.Template
+}
+
+func newRenderer(s spec.Secret) (*renderer, error) {
+	r := &renderer{secret: s}
+	if s.Format == spec.FormatTemplate {
+		t, err := template.New(s.Name).Option("missingkey=error").Funcs(spec.TemplateFuncs()).Parse(s.Template)
+		if err != nil {
+			return nil, fmt.Errorf("template of secret %q: %w", s.Name, err)
+		}
+		r.tmpl = t
+	}
+	return r, nil
+}
+
+// templateData is dot in a secret template.
+type templateData struct {
+	Data          map[string]any
+	LeaseID       string
+	LeaseDuration int64
+	Renewable     bool
+}
+
+// render returns the file content. Errors never include secret values.
+func (r *renderer) render(f *fetched) ([]byte, error) {
+	switch r.secret.Format {
+	case spec.FormatTemplate:
+		var b bytes.Buffer
+		err := r.tmpl.Execute(&b, templateData{Data: f.Data, LeaseID: f.LeaseID, LeaseDuration: int64(f.LeaseDuration.Seconds()), Renewable: f.Renewable})
+		if err != nil {
+			return nil, fmt.Errorf("render template of secret %q: %w", r.secret.Name, err)
+		}
+		return b.Bytes(), nil
+	case spec.FormatRaw:
+		v, ok := f.Data[r.secret.Key]
+		if !ok {
+			return nil, fmt.Errorf("secret %q has no key %q (it has: %s); fix ramvault.io/key-%s", r.secret.Name, r.secret.Key, strings.Join(keys(f.Data), ", "), r.secret.Name)
+		}
+		if s, ok := v.(string); ok {
+			return []byte(s), nil
+		}
+		return json.Marshal(v)
+	case spec.FormatYAML:
+		s, err := spec.YAML(f.Data)
+		return []byte(s), err
+	case spec.FormatDotenv:
+		return flat(f.Data, func(k, v string) string { return envKey(k) + "=" + strconv.Quote(v) + "\n" })
+	case spec.FormatProperties:
+		return flat(f.Data, func(k, v string) string { return propEscape(k, true) + "=" + propEscape(v, false) + "\n" })
+	default:
+		b, err := json.MarshalIndent(f.Data, "", "  ")
+		if err != nil {
+			return nil, err
+		}
+		return append(b, '\n'), nil
+	}
+}
+
+func keys(m map[string]any) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// flat renders one line per key, sorted; non-string values as JSON.
+func flat(m map[string]any, line func(k, v string) string) ([]byte, error) {
+	var b strings.Builder
+	for _, k := range keys(m) {
+		v, ok := m[k].(string)
+		if !ok {
+			j, err := json.Marshal(m[k])
+			if err != nil {
+				return nil, err
+			}
+			v = string(j)
+		}
+		b.WriteString(line(k, v))
+	}
+	return []byte(b.String()), nil
+}
+
+// envKey makes a key a valid shell variable name: upper case, [A-Z0-9_].
+func envKey(k string) string {
+	var b strings.Builder
+	for i, c := range strings.ToUpper(k) {
+		switch {
+		case c >= 'A' && c <= 'Z', c == '_', c >= '0' && c <= '9' && i > 0:
+			b.WriteRune(c)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+// propEscape escapes per java.util.Properties.
+func propEscape(s string, key bool) string {
+	var b strings.Builder
+	for i, c := range s {
+		switch c {
+		case '\\', '=', ':', '#', '!':
+			b.WriteByte('\\')
+			b.WriteRune(c)
+		case '\n':
+			b.WriteString(`\n`)
+		case '\r':
+			b.WriteString(`\r`)
+		case '\t':
+			b.WriteString(`\t`)
+		case ' ':
+			if key || i == 0 {
+				b.WriteByte('\\')
+			}
+			b.WriteRune(c)
+		default:
+			b.WriteRune(c)
+		}
+	}
+	return b.String()
+}
