@@ -1,19 +1,19 @@
-// Command ramvault is the injector: admission webhook server and offline CLI.
-// At this stage it only reports its version.
+// Command ramvault is the injector: the offline CLI (inject, lint, version)
+// and, next, the admission webhook server. All logic lives in package injector.
 package main
 
 import (
-	"fmt"
+	"context"
 	"os"
+	"os/signal"
+	"syscall"
 
-	"github.com/ramvault/ramvault/pkg/version"
+	"github.com/ramvault/ramvault/injector"
 )
 
 func main() {
-	if len(os.Args) == 2 && (os.Args[1] == "version" || os.Args[1] == "--version") {
-		fmt.Println(version.String("ramvault"))
-		return
-	}
-	fmt.Fprintln(os.Stderr, "usage: ramvault version")
-	os.Exit(2)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := injector.RunCLI(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }

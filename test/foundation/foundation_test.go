@@ -171,7 +171,7 @@ func TestPodLogsInToVaultWithAudienceBoundToken(t *testing.T) {
 			RestartPolicy:                corev1.RestartPolicyNever,
 			Containers: []corev1.Container{{Name: "main", Image: stack.BusyboxImage, ImagePullPolicy: corev1.PullNever,
 				Command: []string{"sh", "-c", loginScript},
-				Env: []corev1.EnvVar{{Name: "VAULT", Value: env.PodVaultAddr}, {Name: "ROLE", Value: role}, {Name: "SECRET", Value: secret}},
+				Env:     []corev1.EnvVar{{Name: "VAULT", Value: env.PodVaultAddr}, {Name: "ROLE", Value: role}, {Name: "SECRET", Value: secret}},
 				VolumeMounts: []corev1.VolumeMount{
 					{Name: "vault-token", MountPath: "/var/run/secrets/vault", ReadOnly: true},
 					{Name: "wrong-token", MountPath: "/var/run/secrets/wrong", ReadOnly: true}}}},

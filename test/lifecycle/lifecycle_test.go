@@ -95,7 +95,7 @@ func runTmpfsPod(t *testing.T, env stack.Env) {
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "holder"},
 		Spec: corev1.PodSpec{
-			AutomountServiceAccountToken: ptr.To(false),
+			AutomountServiceAccountToken:  ptr.To(false),
 			TerminationGracePeriodSeconds: ptr.To[int64](1),
 			Containers: []corev1.Container{{Name: "main", Image: stack.BusyboxImage, ImagePullPolicy: corev1.PullNever,
 				Command: []string{"sleep", "3600"}, VolumeMounts: []corev1.VolumeMount{{Name: "mem", MountPath: "/mem"}}}},
@@ -117,4 +117,3 @@ func runTmpfsPod(t *testing.T, env stack.Env) {
 	}
 	stack.WaitPod(t, cs, ns, "holder", 60*time.Second, stack.PodRunningReady)
 }
-

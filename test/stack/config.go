@@ -106,7 +106,9 @@ func RepoRoot() (string, error) {
 // paths of the stack's files, all under Config.Dir.
 type paths struct{ root string }
 
-func (p paths) join(elem ...string) string { return filepath.Join(append([]string{p.root}, elem...)...) }
+func (p paths) join(elem ...string) string {
+	return filepath.Join(append([]string{p.root}, elem...)...)
+}
 func (p paths) pki(name string) string      { return p.join("pki", name) }
 func (p paths) logFile(name string) string  { return p.join("logs", name+".log") }
 func (p paths) pidFile(name string) string  { return p.join("run", name+".pid") }

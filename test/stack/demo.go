@@ -46,7 +46,7 @@ func Demo(ctx context.Context, out io.Writer) error {
 			AutomountServiceAccountToken: ptr.To(false),
 			RestartPolicy:                corev1.RestartPolicyNever,
 			Containers: []corev1.Container{{Name: "main", Image: BusyboxImage, ImagePullPolicy: corev1.PullNever,
-				Command: []string{"sh", "-c", "echo demo > /secrets/example && stat -f -c 'filesystem of /secrets: %T' /secrets && grep ' /secrets ' /proc/mounts && ls -l /secrets"},
+				Command:      []string{"sh", "-c", "echo demo > /secrets/example && stat -f -c 'filesystem of /secrets: %T' /secrets && grep ' /secrets ' /proc/mounts && ls -l /secrets"},
 				VolumeMounts: []corev1.VolumeMount{{Name: "secrets", MountPath: "/secrets"}}}},
 			Volumes: []corev1.Volume{{Name: "secrets", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}}},
 		},

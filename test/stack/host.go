@@ -51,7 +51,10 @@ func setupNetwork(ctx context.Context) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	ipt := func(args ...string) error { _, err := run(ctx, append([]string{"iptables", "-w", "-t", "nat"}, args...)...); return err }
+	ipt := func(args ...string) error {
+		_, err := run(ctx, append([]string{"iptables", "-w", "-t", "nat"}, args...)...)
+		return err
+	}
 	if ipt("-L", iptablesChain, "-n") != nil {
 		if err := ipt("-N", iptablesChain); err != nil {
 			return err
@@ -95,7 +98,10 @@ func cleanHost(ctx context.Context, root string) error {
 			errs = append(errs, err.Error())
 		}
 	}
-	ipt := func(args ...string) error { _, err := run(ctx, append([]string{"iptables", "-w", "-t", "nat"}, args...)...); return err }
+	ipt := func(args ...string) error {
+		_, err := run(ctx, append([]string{"iptables", "-w", "-t", "nat"}, args...)...)
+		return err
+	}
 	for ipt("-C", "PREROUTING", "-j", iptablesChain) == nil {
 		if err := ipt("-D", "PREROUTING", "-j", iptablesChain); err != nil {
 			errs = append(errs, err.Error())

@@ -27,7 +27,9 @@ var shared struct {
 // so Exclusive callers (which stop the stack) wait for it.
 func Require(t testing.TB) Env {
 	t.Helper()
-	shared.once.Do(func() { shared.env, shared.err = acquire(Config{Progress: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }}) })
+	shared.once.Do(func() {
+		shared.env, shared.err = acquire(Config{Progress: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }})
+	})
 	if shared.err != nil {
 		t.Fatalf("local stack: %v", shared.err)
 	}

@@ -150,7 +150,9 @@ func (s *Stack) up(ctx context.Context) (Result, error) {
 
 	g, gctx = errgroup.WithContext(ctx)
 	g.Go(func() error { return s.timed("kubelet (node Ready)", func() error { return s.startKubelet(gctx) }) })
-	g.Go(func() error { return s.timed("kube-controller-manager", func() error { return s.startControllerManager(gctx) }) })
+	g.Go(func() error {
+		return s.timed("kube-controller-manager", func() error { return s.startControllerManager(gctx) })
+	})
 	g.Go(func() error { return s.timed("kube-scheduler", func() error { return s.startScheduler(gctx) }) })
 	g.Go(func() error { return s.timed("vault wiring", func() error { return s.wireVault(gctx) }) })
 	if err := g.Wait(); err != nil {

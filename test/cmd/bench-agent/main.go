@@ -79,7 +79,7 @@ path "sys/internal/ui/mounts/*" { capabilities = ["read"] }`); err != nil {
 	}
 	if _, err := vc.Logical().Write("database/roles/bench-agent", map[string]any{"db_name": stack.DatabaseConfig,
 		"creation_statements": []string{`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`},
-		"default_ttl": "10m", "max_ttl": "1h"}); err != nil {
+		"default_ttl":         "10m", "max_ttl": "1h"}); err != nil {
 		return err
 	}
 	for i := 1; i <= 3; i++ {
