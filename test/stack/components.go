@@ -255,7 +255,10 @@ func (s *Stack) startControllerManager(ctx context.Context) error {
 		"--controllers=serviceaccount-controller,root-ca-certificate-publisher-controller,namespace-controller," +
 			"garbage-collector-controller,deployment-controller,replicaset-controller,statefulset-controller," +
 			"job-controller,cronjob-controller,endpoints-controller,endpointslice-controller," +
-			"endpointslice-mirroring-controller,disruption-controller,ttl-after-finished-controller,pod-garbage-collector-controller",
+			"endpointslice-mirroring-controller,disruption-controller,ttl-after-finished-controller,pod-garbage-collector-controller," +
+			// lifts the node's initial not-ready taint once the kubelet reports Ready
+			"node-lifecycle-controller",
+		"--node-monitor-period=1s",
 		"--root-ca-file=" + s.p.pki("ca.crt"),
 		"--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port=10257",
 		"--cert-dir=" + s.p.join("pki", "kcm-generated"),
@@ -297,6 +300,11 @@ func nodeReady(ctx context.Context, cs kubernetes.Interface) error {
 	n, err := cs.CoreV1().Nodes().Get(ctx, NodeName, metav1Get)
 	if err != nil {
 		return err
+	}
+	for _, t := range n.Spec.Taints {
+		if t.Key == corev1.TaintNodeNotReady {
+			return fmt.Errorf("node %s still has the %s taint", NodeName, t.Key)
+		}
 	}
 	for _, c := range n.Status.Conditions {
 		if c.Type == corev1.NodeReady {

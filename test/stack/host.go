@@ -78,7 +78,7 @@ func setupNetwork(ctx context.Context) error {
 // mounts, pod network namespaces, the bridge, the NAT chain.
 func cleanHost(ctx context.Context, root string) error {
 	var errs []string
-	if err := stopAll(root, 8*time.Second); err != nil {
+	if err := stopAll(root, 5*time.Second); err != nil {
 		errs = append(errs, err.Error())
 	}
 	killCgroups()
@@ -120,6 +120,13 @@ func cleanHost(ctx context.Context, root string) error {
 		for _, f := range old {
 			_ = os.Remove(f)
 		}
+	}
+	// Directories the kubelet, containerd and CNI create at fixed host paths:
+	// removed when empty (rmdir refuses otherwise), with the kubelet's stale
+	// device-plugin socket.
+	_ = os.Remove("/var/lib/kubelet/device-plugins/kubelet.sock")
+	for _, d := range []string{"/var/lib/kubelet/device-plugins", "/var/lib/kubelet", "/run/containerd/s", "/run/containerd", "/var/lib/cni/results", "/var/lib/cni"} {
+		_ = syscall.Rmdir(d)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("cleaning the host: %s", strings.Join(errs, "; "))

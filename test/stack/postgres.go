@@ -26,7 +26,9 @@ func (s *Stack) startPostgres(ctx context.Context) error {
 	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 
 	tmpl, pwFile := s.p.cache("pg-template"), s.p.cache("pg-password")
-	if _, err := os.Stat(filepath.Join(tmpl, "PG_VERSION")); err != nil {
+	_, errVer := os.Stat(filepath.Join(tmpl, "PG_VERSION"))
+	_, errPw := os.Stat(pwFile)
+	if errVer != nil || errPw != nil { // absent, or an interrupted initdb
 		if err := s.initdb(ctx, tmpl, pwFile, uid, gid); err != nil {
 			return err
 		}

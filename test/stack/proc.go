@@ -149,7 +149,17 @@ func stopAll(root string, grace time.Duration) error {
 	if len(pids) == 0 {
 		return nil
 	}
-	killGroups(pids, syscall.SIGTERM)
+	// PostgreSQL's "fast" shutdown is SIGINT (SIGTERM waits for clients).
+	var pg, rest []int
+	for _, pid := range pids {
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "postgres" {
+			pg = append(pg, pid)
+		} else {
+			rest = append(rest, pid)
+		}
+	}
+	killGroups(pg, syscall.SIGINT)
+	killGroups(rest, syscall.SIGTERM)
 	deadline := time.Now().Add(grace)
 	for time.Now().Before(deadline) {
 		if len(alive(pids)) == 0 {

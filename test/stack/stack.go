@@ -79,7 +79,7 @@ func Up(ctx context.Context, cfg Config) (Result, error) {
 
 func checkBinaries(bin string) error {
 	var missing []string
-	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kubectl", "vault", "pause"} {
+	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "vault", "pause"} {
 		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
 			missing = append(missing, b)
 		}
@@ -131,7 +131,7 @@ func (s *Stack) up(ctx context.Context) (Result, error) {
 		PodPGHost:    Gateway,
 		CACert:       s.p.pki("ca.crt"),
 		StateDir:     s.p.root,
-		VaultToken:   "hvs.dev-" + randHex(12),
+		VaultToken:   "dev-root-" + randHex(12),
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
