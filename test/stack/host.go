@@ -116,7 +116,9 @@ func cleanHost(ctx context.Context, root string) error {
 	}
 	removeCgroups()
 	// CNI's result cache for our network lives outside the state root.
-	if old, _ := filepath.Glob("/var/lib/cni/results/" + cniNetwork + "-*"); len(old) > 0 {
+	// (named <network>-<container>-<ifname>; containerd adds a loopback network)
+	for _, pattern := range []string{cniNetwork + "-*", "cni-loopback-*"} {
+		old, _ := filepath.Glob("/var/lib/cni/results/" + pattern)
 		for _, f := range old {
 			_ = os.Remove(f)
 		}
@@ -125,6 +127,14 @@ func cleanHost(ctx context.Context, root string) error {
 	// removed when empty (rmdir refuses otherwise), with the kubelet's stale
 	// device-plugin socket.
 	_ = os.Remove("/var/lib/kubelet/device-plugins/kubelet.sock")
+	// Shim sockets of ours; only when no containerd shim runs at all (the
+	// host has no other containerd then).
+	if !anyProcessNamed("containerd-shim") {
+		socks, _ := filepath.Glob("/run/containerd/s/*")
+		for _, f := range socks {
+			_ = os.Remove(f)
+		}
+	}
 	for _, d := range []string{"/var/lib/kubelet/device-plugins", "/var/lib/kubelet", "/run/containerd/s", "/run/containerd", "/var/lib/cni/results", "/var/lib/cni"} {
 		_ = syscall.Rmdir(d)
 	}
@@ -283,4 +293,14 @@ func KillAllForTest(cfg Config) {
 	}
 	killGroups(ourProcesses(cfg.Dir), syscall.SIGKILL)
 	time.Sleep(300 * time.Millisecond)
+}
+
+func anyProcessNamed(prefix string) bool {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if b, err := os.ReadFile("/proc/" + e.Name() + "/comm"); err == nil && strings.HasPrefix(string(b), prefix) {
+			return true
+		}
+	}
+	return false
 }
