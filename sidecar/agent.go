@@ -569,18 +569,26 @@ func (a *Agent) shutdown() {
 	if st == nil || st.Token == "" {
 		return
 	}
+	// Revoke each lease at once where the policy allows sys/leases/revoke;
+	// revoking the token below revokes them in any case (Vault does that
+	// in the background, within seconds).
 	revoked := 0
 	for name, ss := range st.Secrets {
 		if ss.LeaseID == "" {
 			continue
 		}
 		cctx, c := context.WithTimeout(ctx, a.cfg.CallTimeout)
-		if err := a.v.revokeLease(cctx, ss.LeaseID); err != nil {
-			a.log.Warn("revoking a lease failed", "secret", name, "err", err)
-		} else {
-			revoked++
-		}
+		err := a.v.revokeLease(cctx, ss.LeaseID)
 		c()
+		if denied(err) {
+			a.log.Info("the policy does not allow sys/leases/revoke; leases end with the token's revocation", "hint", "grant update on sys/leases/revoke to revoke them at once")
+			break
+		}
+		if err != nil {
+			a.log.Warn("revoking a lease failed", "secret", name, "err", err)
+			continue
+		}
+		revoked++
 	}
 	if a.cfg.VaultTokenFile == "" {
 		cctx, c := context.WithTimeout(ctx, a.cfg.CallTimeout)
@@ -592,7 +600,7 @@ func (a *Agent) shutdown() {
 	if err := a.store.clear(); err != nil {
 		a.log.Warn("clearing agent state failed", "err", err)
 	}
-	a.log.Info("shut down: leases and token revoked", "leases", revoked)
+	a.log.Info("shut down: token revoked", "leases_revoked_explicitly", revoked)
 }
 
 // writeStatus writes the status file beside the secrets: names, versions,

@@ -1,0 +1,226 @@
+package injector
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"sigs.k8s.io/yaml"
+
+	"github.com/ramvault/ramvault/pkg/version"
+)
+
+// Exit codes of the command line.
+const (
+	ExitOK      = 0
+	ExitInvalid = 1 // denied or unreadable objects
+	ExitUsage   = 2
+)
+
+const usage = `ramvault: inject Pods with the ramvault agent.
+
+Usage:
+  ramvault inject -f FILE|- [flags]   print the manifests with the agent injected
+  ramvault lint -f FILE|- [flags]     only check the ramvault.io/ annotations
+  ramvault version
+
+FILE holds YAML documents (separated by ---) or JSON objects. The Pods of Pods,
+Deployments, StatefulSets, DaemonSets, ReplicaSets, ReplicationControllers,
+Jobs and CronJobs are injected; other objects pass unchanged. Every problem of
+every object is reported; then the exit code is 1 and nothing is printed.
+Run 'ramvault inject -h' for the flags (the cluster defaults of the injector).
+`
+
+// RunCLI runs the command line (args without the program name) and returns
+// the exit code.
+func RunCLI(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return ExitUsage
+	}
+	switch args[0] {
+	case "version", "--version":
+		fmt.Fprintln(stdout, version.String("ramvault"))
+		return ExitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return ExitOK
+	case "inject", "lint":
+		opts, err := parseFlags(args[0], args[1:], stderr)
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "ramvault %s: %v\n", args[0], err)
+			return ExitUsage
+		}
+		return runManifests(ctx, opts, args[0] == "inject", stdin, stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "ramvault: unknown command %q\n\n%s", args[0], usage)
+	return ExitUsage
+}
+
+type options struct {
+	cfg  Config
+	file string
+}
+
+// parseFlags reads the flags of inject and lint: the file and the cluster
+// defaults, which the webhook will take as flags too.
+func parseFlags(cmd string, args []string, stderr io.Writer) (options, error) {
+	o := options{cfg: Config{
+		AgentImage:             "localhost/ramvault-agent:" + version.Version,
+		AuthPath:               DefaultAuthPath,
+		Audience:               DefaultAudience,
+		TokenExpirationSeconds: DefaultTokenExpirationSeconds,
+		Resources:              DefaultResources(),
+		NativeSidecars:         true,
+		Version:                version.Version,
+	}}
+	fs := flag.NewFlagSet("ramvault "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.file, "f", "", "manifest file, - for standard input (required)")
+	c := &o.cfg
+	fs.StringVar(&c.AgentImage, "agent-image", c.AgentImage, "image of the agent containers (the default is the image of this release as the local stack loads it)")
+	fs.StringVar(&c.VaultAddr, "vault-addr", "", "default Vault address of the agents, e.g. https://vault.vault.svc:8200")
+	fs.Var(listFlag{&c.AllowedVaultAddrs}, "allowed-vault-addrs", "comma-separated Vault addresses Pods may choose with ramvault.io/vault-addr, besides --vault-addr")
+	fs.StringVar(&c.AuthPath, "auth-path", c.AuthPath, "Kubernetes auth mount in Vault for Pods without ramvault.io/auth-path")
+	fs.StringVar(&c.Audience, "audience", c.Audience, "audience of the agents' service-account tokens for Pods without ramvault.io/audience")
+	fs.Int64Var(&c.TokenExpirationSeconds, "token-expiration-seconds", c.TokenExpirationSeconds, "lifetime of the agents' projected service-account tokens (at least 600)")
+	fs.Var(resourcesFlag{&c.Resources.Requests}, "agent-requests", "resource requests of each agent container")
+	fs.Var(resourcesFlag{&c.Resources.Limits}, "agent-limits", "resource limits of each agent container (the memory limit grows by the Pod's Memory volumes)")
+	fs.BoolVar(&c.NativeSidecars, "native-sidecars", c.NativeSidecars, "the cluster runs native sidecars (Kubernetes >= 1.29): mode native is the default, else classic")
+	fs.Var(listFlag{&c.AllowedNamespaces}, "allowed-namespaces", "comma-separated namespaces among kube-system and kube-public where Pods may be injected anyway")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.file == "" {
+		return o, errors.New("-f FILE is required (- for standard input)")
+	}
+	if err := c.Validate(); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+// runManifests injects (or only checks) every object of the manifest.
+func runManifests(ctx context.Context, o options, write bool, stdin io.Reader, stdout, stderr io.Writer) int {
+	in := stdin
+	if o.file != "-" {
+		f, err := os.Open(o.file)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return ExitInvalid
+		}
+		defer f.Close()
+		in = f
+	}
+	docs, err := readDocuments(in)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", o.file, err)
+		return ExitInvalid
+	}
+	var out [][]byte
+	var problems []string
+	for i, raw := range docs {
+		if err := ctx.Err(); err != nil {
+			fmt.Fprintln(stderr, err)
+			return ExitInvalid
+		}
+		obj, err := newObject(i+1, raw)
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		doc, err := obj.inject(o.cfg)
+		if err != nil {
+			problems = append(problems, obj.errorLines(err)...)
+			continue
+		}
+		y, err := yaml.JSONToYAML(doc)
+		if err != nil {
+			problems = append(problems, obj.label+": "+err.Error())
+			continue
+		}
+		out = append(out, y)
+	}
+	if len(problems) > 0 {
+		fmt.Fprintln(stderr, strings.Join(problems, "\n"))
+		return ExitInvalid
+	}
+	if write {
+		for i, y := range out {
+			if i > 0 {
+				fmt.Fprintln(stdout, "---")
+			}
+			stdout.Write(y)
+		}
+	}
+	return ExitOK
+}
+
+// listFlag is a comma-separated list.
+type listFlag struct{ p *[]string }
+
+func (l listFlag) String() string {
+	if l.p == nil {
+		return ""
+	}
+	return strings.Join(*l.p, ",")
+}
+
+func (l listFlag) Set(v string) error {
+	*l.p = nil
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l.p = append(*l.p, s)
+		}
+	}
+	return nil
+}
+
+// resourcesFlag is a resource list written like cpu=10m,memory=16Mi.
+type resourcesFlag struct{ p *corev1.ResourceList }
+
+func (r resourcesFlag) String() string {
+	if r.p == nil {
+		return ""
+	}
+	var parts []string
+	for _, name := range slices.Sorted(maps.Keys(*r.p)) {
+		q := (*r.p)[name]
+		parts = append(parts, string(name)+"="+q.String())
+	}
+	return strings.Join(parts, ",")
+}
+
+func (r resourcesFlag) Set(v string) error {
+	list := corev1.ResourceList{}
+	for _, kv := range strings.Split(v, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		name, val, ok := strings.Cut(kv, "=")
+		if !ok {
+			return fmt.Errorf("%q: want name=quantity, e.g. cpu=10m,memory=16Mi", kv)
+		}
+		q, err := resource.ParseQuantity(val)
+		if err != nil {
+			return fmt.Errorf("%q: %v", kv, err)
+		}
+		list[corev1.ResourceName(name)] = q
+	}
+	*r.p = list
+	return nil
+}

@@ -1,0 +1,532 @@
+package injector
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net/url"
+	"path"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"github.com/ramvault/ramvault/pkg/spec"
+)
+
+// StatusAnnotation marks an injected Pod; a Pod carrying it is never
+// injected again.
+const StatusAnnotation = spec.Prefix + "status"
+
+// Names of what the injector adds. A Pod that already uses one is denied.
+const (
+	AgentContainer     = "ramvault-agent"      // native sidecar, or classic sidecar
+	AgentInitContainer = "ramvault-agent-init" // classic and init-only
+	SecretsVolume      = "ramvault-secrets"    // Memory emptyDir: the secret files
+	StateVolume        = "ramvault-state"      // Memory emptyDir: the agent's token and leases
+	TokenVolume        = "ramvault-token"      // projected service-account token
+	PodInfoVolume      = "ramvault-podinfo"    // downward API: the Pod's annotations
+)
+
+const (
+	tokenFile       = "token"
+	annotationsFile = "annotations"
+	stateVolumeSize = "1Mi"
+	maxCommLen      = 15 // a process name in /proc/<pid>/comm
+	flagAuthPath    = "auth-path"
+)
+
+// Inject returns a copy of pod with the ramvault agent added, or pod itself
+// (copied) when it has not opted in or was injected before. It reports every
+// problem at once as a spec.ErrorList, each entry naming the annotation (or,
+// when the Pod itself must change, the field) at fault and saying what to do.
+// pod.Namespace must be set (the webhook takes it from the request).
+func Inject(pod *corev1.Pod, cfg Config) (*corev1.Pod, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("injector configuration: %w", err)
+	}
+	out := pod.DeepCopy()
+	// Checked before parsing: an injected Pod stays as it is, even if a
+	// later injector would read its annotations differently.
+	if _, done := pod.Annotations[StatusAnnotation]; done {
+		return out, nil
+	}
+	ann, err := spec.Parse(pod.Annotations)
+	var errs spec.ErrorList
+	if err != nil && !errors.As(err, &errs) {
+		return nil, err
+	}
+	if !ann.Inject {
+		// Invalid ramvault.io/ annotations are denied even without an
+		// opt-in: `inject: "yes"` or a misspelt key must not pass silently.
+		if len(errs) > 0 {
+			return nil, errs
+		}
+		return out, nil
+	}
+	in := &injection{pod: out, cfg: cfg, ann: ann, invalid: map[string]bool{}}
+	for _, e := range errs {
+		in.invalid[e.Annotation] = true
+	}
+	in.check()
+	if errs = append(errs, in.errs...); len(errs) > 0 {
+		return nil, errs
+	}
+	in.apply()
+	return out, nil
+}
+
+// injection is one Pod on its way through Inject: check decides everything
+// and collects the errors, apply changes the Pod.
+type injection struct {
+	pod     *corev1.Pod
+	cfg     Config
+	ann     *spec.Config
+	invalid map[string]bool // annotations spec.Parse rejected: checks that read them are skipped
+	errs    spec.ErrorList
+
+	mode          spec.Mode
+	targets       []int // indexes into pod.Spec.Containers
+	vaultAddr     string
+	role          string
+	uid           int64
+	gid           *int64
+	signalProcess string // set when some secret reloads by signal
+	signal        bool
+	restart       bool
+	volumeSize    resource.Quantity
+}
+
+func key(name string) string { return spec.Prefix + name }
+
+func (in *injection) fail(subject, format string, args ...any) {
+	in.errs = append(in.errs, spec.Error{Annotation: subject, Message: fmt.Sprintf(format, args...)})
+}
+
+func (in *injection) check() {
+	if ns := in.pod.Namespace; !in.cfg.namespaceAllowed(ns) {
+		in.fail(key("inject"), "ramvault does not inject Pods in namespace %s: the cluster's own components must not depend on Vault (the injector's --allowed-namespaces can allow it)", ns)
+	}
+	in.checkMode()
+	in.checkNames()
+	in.checkTargets()
+	in.checkVaultAddr()
+	in.checkUser()
+	in.checkReload()
+	in.role = in.ann.Role
+	if in.role == "" {
+		in.role = cmp.Or(in.pod.Spec.ServiceAccountName, "default")
+	}
+	if !in.invalid[key("volume-size")] {
+		q, err := resource.ParseQuantity(in.ann.VolumeSize)
+		if err != nil {
+			in.fail(key("volume-size"), "%q is not a size: write it like 512Ki or 4Mi", in.ann.VolumeSize)
+		}
+		in.volumeSize = q
+	}
+}
+
+func (in *injection) checkMode() {
+	in.mode = in.ann.Mode
+	switch {
+	case in.mode == "" && in.cfg.NativeSidecars:
+		in.mode = spec.ModeNative
+	case in.mode == "":
+		in.mode = spec.ModeClassic
+	case in.mode == spec.ModeNative && !in.cfg.NativeSidecars:
+		in.fail(key("mode"), "native needs native sidecars (Kubernetes ≥ 1.29), and this injector runs with --native-sidecars=false: use mode classic, or remove the annotation")
+	}
+	if rp := in.pod.Spec.RestartPolicy; in.mode == spec.ModeClassic && rp != "" && rp != corev1.RestartPolicyAlways {
+		in.fail(key("mode"), "classic adds a sidecar container that runs until the Pod ends, and this Pod (restartPolicy %s, a Job's, say) would then never complete: use mode init-only, or native where the cluster has native sidecars", rp)
+	}
+}
+
+// agentNames are the containers this injection adds.
+func (in *injection) agentNames() []string {
+	switch in.mode {
+	case spec.ModeNative:
+		return []string{AgentContainer}
+	case spec.ModeClassic:
+		return []string{AgentInitContainer, AgentContainer}
+	}
+	return []string{AgentInitContainer}
+}
+
+// checkNames denies Pods that already use a name or port the agent needs.
+func (in *injection) checkNames() {
+	for i, v := range in.pod.Spec.Volumes {
+		if slices.Contains([]string{SecretsVolume, StateVolume, TokenVolume, PodInfoVolume}, v.Name) {
+			in.fail(fmt.Sprintf("spec.volumes[%d]", i), "the Pod already has a volume named %q, a name the injector needs: rename that volume (and the volumeMounts that use it)", v.Name)
+		}
+	}
+	agents := in.agentNames()
+	lists := []struct {
+		field      string
+		containers []corev1.Container
+	}{{"spec.initContainers", in.pod.Spec.InitContainers}, {"spec.containers", in.pod.Spec.Containers}}
+	for _, l := range lists {
+		for i, c := range l.containers {
+			field := fmt.Sprintf("%s[%d]", l.field, i)
+			if slices.Contains(agents, c.Name) {
+				in.fail(field, "the Pod already has a container named %q, a name the injector needs: rename that container (or remove it, if it is an agent added by hand)", c.Name)
+			}
+			for j, p := range c.Ports {
+				if p.ContainerPort == spec.AgentHealthPort || p.ContainerPort == spec.AgentMetricsPort {
+					in.fail(fmt.Sprintf("%s.ports[%d]", field, j), "container %q listens on port %d, which the agent uses in the same network namespace (ports %d and %d): move the app to another port", c.Name, p.ContainerPort, spec.AgentHealthPort, spec.AgentMetricsPort)
+				}
+			}
+		}
+	}
+}
+
+// checkTargets finds the app containers that get the secrets volume.
+func (in *injection) checkTargets() {
+	cs := in.pod.Spec.Containers
+	if len(cs) == 0 {
+		in.fail("spec.containers", "the Pod has no containers")
+		return
+	}
+	if len(in.ann.Containers) == 0 {
+		for i := range cs {
+			in.targets = append(in.targets, i)
+		}
+	} else {
+		var missing []string
+		for _, name := range in.ann.Containers {
+			i := slices.IndexFunc(cs, func(c corev1.Container) bool { return c.Name == name })
+			switch {
+			case i < 0:
+				missing = append(missing, fmt.Sprintf("%q", name))
+			case !slices.Contains(in.targets, i):
+				in.targets = append(in.targets, i)
+			}
+		}
+		if len(missing) > 0 {
+			names := make([]string, len(cs))
+			for i, c := range cs {
+				names[i] = c.Name
+			}
+			noun := "container"
+			if len(missing) > 1 {
+				noun = "containers"
+			}
+			in.fail(key("containers"), "no %s %s in the Pod; its containers are %s", noun, strings.Join(missing, ", "), strings.Join(names, ", "))
+		}
+	}
+	if in.invalid[key("mount-path")] {
+		return
+	}
+	for _, i := range in.targets {
+		for _, m := range cs[i].VolumeMounts {
+			if path.Clean(m.MountPath) == in.ann.MountPath {
+				in.fail(key("mount-path"), "container %q already mounts volume %q at %s: set %s to a free path", cs[i].Name, m.Name, in.ann.MountPath, key("mount-path"))
+			}
+		}
+	}
+}
+
+func (in *injection) checkVaultAddr() {
+	if in.invalid[key("vault-addr")] {
+		return
+	}
+	allowed := in.cfg.vaultAddrs()
+	switch {
+	case in.ann.VaultAddr != "" && slices.Contains(allowed, in.ann.VaultAddr):
+		in.vaultAddr = in.ann.VaultAddr
+	case in.ann.VaultAddr != "" && len(allowed) == 0:
+		in.fail(key("vault-addr"), "%q is not allowed: this injector allows no Vault address (start it with --vault-addr)", in.ann.VaultAddr)
+	case in.ann.VaultAddr != "":
+		hint := ""
+		if in.cfg.VaultAddr != "" {
+			hint = ", or remove the annotation to use the default " + in.cfg.VaultAddr
+		}
+		in.fail(key("vault-addr"), "%q is not allowed by this injector: use one of %s%s", in.ann.VaultAddr, strings.Join(allowed, ", "), hint)
+	case in.cfg.VaultAddr != "":
+		in.vaultAddr = in.cfg.VaultAddr
+	case len(allowed) > 0:
+		in.fail(key("vault-addr"), "this injector has no default Vault address: set the annotation to one of %s", strings.Join(allowed, ", "))
+	default:
+		in.fail(key("vault-addr"), "this injector has no Vault address: start it with --vault-addr")
+	}
+}
+
+// checkUser decides the UID of the agent, which owns the secret files (mode
+// 0400): the app's UID, so that the app, and only the app, can read them.
+func (in *injection) checkUser() {
+	if in.invalid[key("run-as-user")] || len(in.targets) == 0 {
+		return
+	}
+	type target struct {
+		name     string
+		uid, gid *int64
+	}
+	ts := make([]target, len(in.targets))
+	for k, i := range in.targets {
+		c := in.pod.Spec.Containers[i]
+		ts[k] = target{name: c.Name, uid: effective(in.pod, c, func(s *corev1.SecurityContext) *int64 { return s.RunAsUser }, func(s *corev1.PodSecurityContext) *int64 { return s.RunAsUser }),
+			gid: effective(in.pod, c, func(s *corev1.SecurityContext) *int64 { return s.RunAsGroup }, func(s *corev1.PodSecurityContext) *int64 { return s.RunAsGroup })}
+	}
+	if u := in.ann.RunAsUser; u != nil {
+		in.uid = *u
+		var wrong []string
+		for _, t := range ts {
+			if t.uid != nil && *t.uid != 0 && *t.uid != *u { // root reads anything
+				wrong = append(wrong, fmt.Sprintf("container %q runs as %d", t.name, *t.uid))
+			}
+		}
+		if len(wrong) > 0 {
+			in.fail(key("run-as-user"), "%d, but %s: the secret files (mode 0400, owned by %d) would be unreadable there; remove the annotation or make the UIDs the same", *u, strings.Join(wrong, " and "), *u)
+		}
+	} else {
+		var unset []string
+		var uids []int64
+		for _, t := range ts {
+			switch {
+			case t.uid == nil:
+				unset = append(unset, fmt.Sprintf("%q", t.name))
+			case !slices.Contains(uids, *t.uid):
+				uids = append(uids, *t.uid)
+			}
+		}
+		switch {
+		case len(unset) > 0:
+			in.fail(key("run-as-user"), "container %s has no runAsUser (neither in its securityContext nor in the Pod's), so the owner of the secret files is unknown: set securityContext.runAsUser on the Pod or the container, or set %s to the app's UID", strings.Join(unset, ", "), key("run-as-user"))
+			return
+		case len(uids) > 1:
+			who := make([]string, len(ts))
+			for k, t := range ts {
+				who[k] = fmt.Sprintf("%s: %d", t.name, *t.uid)
+			}
+			in.fail(key("run-as-user"), "the target containers run as different users (%s), and the secret files (mode 0400) can belong to one only: give them the same runAsUser, or list those sharing one in %s", strings.Join(who, ", "), key("containers"))
+			return
+		case uids[0] == 0:
+			in.fail(key("run-as-user"), "the target containers run as root (runAsUser 0) and the agent never does: set %s to the non-root UID that should own the files", key("run-as-user"))
+			return
+		}
+		in.uid = uids[0]
+	}
+	// The group of the files does not matter (mode 0400), but the agent
+	// runs like the app where the app says how.
+	in.gid = ts[0].gid
+	for _, t := range ts[1:] {
+		if in.gid == nil || t.gid == nil || *t.gid != *in.gid {
+			in.gid = nil
+			break
+		}
+	}
+}
+
+// effective reads a security setting of container c, else of the Pod.
+func effective(pod *corev1.Pod, c corev1.Container, fromContainer func(*corev1.SecurityContext) *int64, fromPod func(*corev1.PodSecurityContext) *int64) *int64 {
+	if c.SecurityContext != nil {
+		if v := fromContainer(c.SecurityContext); v != nil {
+			return v
+		}
+	}
+	if pod.Spec.SecurityContext != nil {
+		return fromPod(pod.Spec.SecurityContext)
+	}
+	return nil
+}
+
+// checkReload wires what the reloads of the Pod's secrets need.
+func (in *injection) checkReload() {
+	var signalKey, restartKey string
+	for _, s := range in.ann.Secrets {
+		k := key("reload")
+		if s.Reload != nil {
+			k = key("reload-" + s.Name)
+		}
+		switch in.ann.ReloadFor(s).Kind {
+		case spec.ReloadSignal:
+			signalKey = cmp.Or(signalKey, k)
+		case spec.ReloadRestart:
+			restartKey = cmp.Or(restartKey, k)
+		}
+	}
+	if in.mode == spec.ModeInitOnly {
+		// Nothing runs beside the app to reload it. spec.Parse reports a
+		// Pod-wide restart; a secret's own is reported here.
+		if restartKey != "" && restartKey != key("reload") {
+			in.fail(restartKey, "restart needs the agent running beside the app; mode init-only has none (use mode native or classic, or another reload)")
+		}
+		return
+	}
+	if signalKey != "" {
+		in.signal = true
+		if sp := in.pod.Spec.ShareProcessNamespace; sp != nil && !*sp {
+			in.fail(signalKey, "a signal reload needs a process namespace shared with the app, and the Pod sets spec.shareProcessNamespace: false: remove that field, or choose another reload")
+		}
+		in.checkSignalProcess()
+	}
+	if restartKey != "" {
+		in.restart = true
+		if in.invalid[key("replace-liveness")] || in.ann.ReplaceLiveness {
+			return
+		}
+		for _, i := range in.targets {
+			if c := in.pod.Spec.Containers[i]; c.LivenessProbe != nil {
+				in.fail(restartKey, "restart takes over the liveness probe of container %q, which already has one: set %s: \"true\" to replace it, or choose another reload", c.Name, key("replace-liveness"))
+			}
+		}
+	}
+}
+
+func (in *injection) checkSignalProcess() {
+	if in.invalid[key("signal-process")] || len(in.targets) == 0 {
+		return
+	}
+	if in.signalProcess = in.ann.SignalProcess; in.signalProcess != "" {
+		return
+	}
+	c := in.pod.Spec.Containers[in.targets[0]]
+	if len(c.Command) > 0 {
+		name := path.Base(c.Command[0])
+		if len(name) > maxCommLen {
+			name = name[:maxCommLen]
+		}
+		if name != "" && name != "/" && name != "." {
+			in.signalProcess = name
+			return
+		}
+	}
+	in.fail(key("signal-process"), "a signal reload needs the name of the process to signal, and container %q has no command to take it from (its image's entrypoint is not known at admission): set %s", c.Name, key("signal-process"))
+}
+
+func (in *injection) apply() {
+	ps := &in.pod.Spec
+	ps.Volumes = append(ps.Volumes, in.volumes()...)
+	for _, i := range in.targets {
+		c := &ps.Containers[i]
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: SecretsVolume, MountPath: in.ann.MountPath, ReadOnly: true})
+		if in.restart {
+			c.LivenessProbe = restartProbe(c.Name)
+		}
+	}
+	if in.signal {
+		ps.ShareProcessNamespace = ptr.To(true)
+	}
+	var first corev1.Container
+	switch in.mode {
+	case spec.ModeNative:
+		first = in.agent(AgentContainer, "sidecar")
+		first.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
+		// The kubelet starts the next containers once this succeeds: when
+		// every secret has been written once.
+		first.StartupProbe = agentProbe("/startup", 1, 120)
+		first.LivenessProbe = agentProbe("/healthz", 10, 3)
+	case spec.ModeClassic:
+		first = in.agent(AgentInitContainer, "init")
+		sidecar := in.agent(AgentContainer, "sidecar")
+		sidecar.LivenessProbe = agentProbe("/healthz", 10, 3)
+		ps.Containers = append(ps.Containers, sidecar)
+	default:
+		first = in.agent(AgentInitContainer, "init")
+	}
+	if in.ann.Placement == "last" {
+		ps.InitContainers = append(ps.InitContainers, first)
+	} else {
+		ps.InitContainers = append([]corev1.Container{first}, ps.InitContainers...)
+	}
+	in.pod.Annotations[StatusAnnotation] = strings.TrimSpace("injected " + in.cfg.Version)
+}
+
+func (in *injection) volumes() []corev1.Volume {
+	audience := in.cfg.Audience
+	if _, set := in.pod.Annotations[key("audience")]; set {
+		audience = in.ann.Audience
+	}
+	return []corev1.Volume{
+		{Name: SecretsVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+			Medium: corev1.StorageMediumMemory, SizeLimit: ptr.To(in.volumeSize)}}},
+		{Name: StateVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+			Medium: corev1.StorageMediumMemory, SizeLimit: ptr.To(resource.MustParse(stateVolumeSize))}}},
+		{Name: TokenVolume, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+				Audience: audience, ExpirationSeconds: ptr.To(in.cfg.TokenExpirationSeconds), Path: tokenFile}}}}}},
+		{Name: PodInfoVolume, VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
+			Items: []corev1.DownwardAPIVolumeFile{{Path: annotationsFile, FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations"}}}}}},
+	}
+}
+
+// agent is an agent container in the given --mode.
+func (in *injection) agent(name, mode string) corev1.Container {
+	arg := func(flag, value string) string { return "--" + flag + "=" + value }
+	args := []string{
+		arg(spec.FlagMode, mode),
+		arg(spec.FlagVaultAddr, in.vaultAddr),
+		arg(spec.FlagRole, in.role),
+		// Not yet a constant of the contract; the agent has the flag, and
+		// ramvault.io/auth-path wins over it like the others.
+		arg(flagAuthPath, in.cfg.AuthPath),
+	}
+	if in.signal {
+		args = append(args, arg(spec.FlagSignalProcess, in.signalProcess))
+	}
+	args = append(args,
+		arg(spec.FlagAnnotations, path.Join(spec.AgentPodInfoDir, annotationsFile)),
+		arg(spec.FlagTokenFile, path.Join(spec.AgentTokenDir, tokenFile)),
+		arg(spec.FlagSecretsDir, spec.AgentSecretsDir),
+		arg(spec.FlagStateDir, spec.AgentStateDir),
+	)
+	return corev1.Container{
+		Name:      name,
+		Image:     in.cfg.AgentImage,
+		Args:      args,
+		Resources: in.resources(),
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: SecretsVolume, MountPath: spec.AgentSecretsDir},
+			{Name: StateVolume, MountPath: spec.AgentStateDir},
+			{Name: TokenVolume, MountPath: spec.AgentTokenDir, ReadOnly: true},
+			{Name: PodInfoVolume, MountPath: spec.AgentPodInfoDir, ReadOnly: true},
+		},
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		// Pod Security "restricted", and the app's UID so that the files
+		// are the app's.
+		SecurityContext: &corev1.SecurityContext{
+			RunAsUser:                ptr.To(in.uid),
+			RunAsGroup:               in.gid,
+			RunAsNonRoot:             ptr.To(true),
+			AllowPrivilegeEscalation: ptr.To(false),
+			ReadOnlyRootFilesystem:   ptr.To(true),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+	}
+}
+
+// resources are the configured ones, the memory limit raised by the Memory
+// volumes the agent fills: tmpfs pages count against the writer's cgroup.
+func (in *injection) resources() corev1.ResourceRequirements {
+	r := *in.cfg.Resources.DeepCopy()
+	if limit, ok := r.Limits[corev1.ResourceMemory]; ok {
+		limit.Add(in.volumeSize)
+		limit.Add(resource.MustParse(stateVolumeSize))
+		r.Limits[corev1.ResourceMemory] = limit
+	}
+	return r
+}
+
+// agentProbe asks the agent's health endpoint.
+func agentProbe(path string, period, failures int32) *corev1.Probe {
+	return &corev1.Probe{
+		ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+			Path: path, Port: intstr.FromInt32(spec.AgentHealthPort)}},
+		PeriodSeconds:    period,
+		FailureThreshold: failures,
+	}
+}
+
+// restartProbe is the liveness probe of an app container under reload
+// restart: the agent fails it once when that container must restart, so one
+// failure must be enough. The delay covers a classic sidecar that starts
+// beside the app and is not listening yet.
+func restartProbe(container string) *corev1.Probe {
+	p := agentProbe("/restart-probe?"+url.Values{"container": {container}}.Encode(), 5, 1)
+	p.InitialDelaySeconds = 10
+	return p
+}

@@ -1,0 +1,78 @@
+package injector
+
+import (
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+)
+
+func TestPatch(t *testing.T) {
+	base := func() *corev1.Pod {
+		return &corev1.Pod{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+			ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"},
+			Spec: corev1.PodSpec{
+				InitContainers: []corev1.Container{{Name: "istio-init", Image: "proxy"}},
+				Containers: []corev1.Container{{Name: "app", Image: "app", LivenessProbe: &corev1.Probe{
+					ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"/check"}}}}}},
+			},
+		}
+	}
+	opted := base()
+	opted.Annotations = map[string]string{"ramvault.io/inject": "true", "ramvault.io/secret-db": "database/creds/web",
+		"ramvault.io/reload": "restart", "ramvault.io/replace-liveness": "true", "ramvault.io/run-as-user": "1000"}
+	cases := []struct {
+		name   string
+		in     *corev1.Pod
+		mutate func(t *testing.T, p *corev1.Pod)
+		want   string // the exact patch, where it is short
+	}{
+		{name: "no change is an empty array", in: base(), mutate: func(*testing.T, *corev1.Pod) {}, want: "[]"},
+		{name: "an annotation on a Pod without annotations adds the map", in: base(), mutate: func(_ *testing.T, p *corev1.Pod) {
+			p.Annotations = map[string]string{StatusAnnotation: "injected"}
+		}, want: `[{"op":"add","path":"/metadata/annotations","value":{"ramvault.io/status":"injected"}}]`},
+		{name: "keys with / and ~ are escaped", in: opted, mutate: func(_ *testing.T, p *corev1.Pod) {
+			p.Annotations["a/b~c"] = "1"
+		}, want: `[{"op":"add","path":"/metadata/annotations/a~1b~0c","value":"1"}]`},
+		{name: "an init container inserted before the existing ones", in: base(), mutate: func(_ *testing.T, p *corev1.Pod) {
+			p.Spec.InitContainers = append([]corev1.Container{{Name: AgentContainer, Image: "agent",
+				RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways)}}, p.Spec.InitContainers...)
+		}},
+		{name: "a liveness probe replaced by another kind", in: base(), mutate: func(_ *testing.T, p *corev1.Pod) {
+			p.Spec.Containers[0].LivenessProbe = restartProbe("app")
+		}},
+		{name: "a container appended and a list removed", in: base(), mutate: func(_ *testing.T, p *corev1.Pod) {
+			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: AgentContainer, Image: "agent"})
+			p.Spec.InitContainers = nil
+		}},
+		{name: "volumes, a mount, a port and a bool added", in: base(), mutate: func(_ *testing.T, p *corev1.Pod) {
+			p.Spec.Volumes = []corev1.Volume{{Name: SecretsVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}}}
+			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: SecretsVolume, MountPath: "/s", ReadOnly: true}}
+			p.Spec.ShareProcessNamespace = ptr.To(true)
+			p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 8080}}
+			p.Spec.Containers[0].ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Port: intstr.FromString("http")}}}
+		}},
+		{name: "a whole injection", in: opted, mutate: func(t *testing.T, p *corev1.Pod) {
+			out, err := Inject(p, Config{AgentImage: "agent", VaultAddr: "https://vault:8200", NativeSidecars: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			*p = *out
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out := tc.in.DeepCopy()
+			tc.mutate(t, out)
+			checkPatch(t, tc.in, out)
+			if tc.want != "" {
+				if p, err := Patch(tc.in, out); err != nil || string(p) != tc.want {
+					t.Errorf("patch %s (%v), want %s", p, err, tc.want)
+				}
+			}
+		})
+	}
+}
