@@ -1,21 +1,24 @@
 # syntax=docker/dockerfile:1
-# Multi-stage build of the two ramvault binaries; one final target each.
-#   docker build --target agent -t ramvault-agent .
+# Multi-stage build of the two ramvault binaries; one final target each:
+#   docker build --target agent    -t ramvault-agent .
 #   docker build --target ramvault -t ramvault .
-# Without a registry, pass a locally assembled builder: --build-arg BUILDER=localhost/go-builder:1.26
+# Without a registry (the local stack), `make image` builds with buildah and a
+# builder assembled from the machine's Go toolchain: --build-arg BUILDER=localhost/go-builder:1.26
 ARG BUILDER=golang:1.26
 FROM ${BUILDER} AS build
 ARG VERSION=dev
 ARG GOPROXY=https://proxy.golang.org,direct
+ENV CGO_ENABLED=0 GOMODCACHE=/gomodcache GOCACHE=/gocache GOPROXY=${GOPROXY} GOFLAGS=-buildvcs=false
 WORKDIR /src
 COPY go.mod go.sum ./
-RUN go mod download
+RUN --mount=type=cache,target=/gomodcache go mod download
 COPY cmd ./cmd
 COPY pkg ./pkg
 COPY injector ./injector
 COPY sidecar ./sidecar
-ENV CGO_ENABLED=0
-RUN go build -trimpath -ldflags "-s -w -X github.com/ramvault/ramvault/pkg/version.Version=${VERSION}" -o /out/ ./cmd/ramvault ./cmd/ramvault-agent
+RUN --mount=type=cache,target=/gomodcache --mount=type=cache,target=/gocache \
+    go build -trimpath -ldflags "-s -w -X github.com/ramvault/ramvault/pkg/version.Version=${VERSION}" \
+      -o /out/ ./cmd/ramvault ./cmd/ramvault-agent
 
 FROM scratch AS agent
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt

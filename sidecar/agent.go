@@ -389,6 +389,12 @@ func (a *Agent) secretLoop(ctx context.Context, s spec.Secret) {
 			return
 		case <-a.cfg.After(at.Sub(a.cfg.Now())):
 		}
+		a.mu.Lock()
+		cur := a.st.Secrets[s.Name]
+		a.mu.Unlock()
+		if cur.LeaseID != ss.LeaseID || !cur.Issued.Equal(ss.Issued) {
+			continue // re-issued meanwhile (new login): plan again from the new lease
+		}
 		if renew {
 			err := a.renew(ctx, s, ss)
 			if err == nil {

@@ -402,3 +402,32 @@ func TestInitFailsClearlyWhenVaultRefuses(t *testing.T) {
 		t.Errorf("the failure does not say what went wrong:\n%s", log)
 	}
 }
+
+// A Vault token that reaches its max TTL cannot be renewed: the agent logs in
+// again before it ends and re-issues the leased secrets made with it (they
+// end with the old token), so the files stay valid throughout.
+func TestTokenAtItsMaxTTLLeadsToANewLoginAndFreshLeases(t *testing.T) {
+	e := newEnv(t, `path "database/creds/*" { capabilities = ["read"] }`)
+	if _, err := e.vc.Logical().Write("auth/kubernetes/role/"+e.role, map[string]any{
+		"bound_service_account_names": "app", "bound_service_account_namespaces": e.ns,
+		"audience": "vault", "token_policies": e.role, "token_ttl": "3s", "token_max_ttl": "6s",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	path := e.dbRole("1m", "10m")
+	p := e.start("sidecar", map[string]string{"ramvault.io/secret-db": path})
+	p.waitReady(t, 30*time.Second)
+	first := readCreds(t, p)
+	e.plant(first.Password)
+	waitFor(t, 15*time.Second, "a second login", func() bool { return strings.Count(p.log.String(), "logged in to vault") >= 2 })
+	var second dbCreds
+	waitFor(t, 10*time.Second, "credentials issued under the new token", func() bool {
+		second = readCreds(t, p)
+		return second.Username != first.Username
+	})
+	e.plant(second.Password)
+	time.Sleep(4 * time.Second) // past the first token's max TTL
+	if err := e.pgLogin(readCreds(t, p)); err != nil {
+		t.Fatalf("the current credentials do not log in after the first token ended: %v", err)
+	}
+}

@@ -190,3 +190,10 @@ func (s *Stack) ImportArchive(ctx context.Context, file string) error {
 	}
 	return nil
 }
+
+// ImportImageArchive imports an image archive (such as `make image` writes
+// under bin/images/) into the running stack's containerd.
+func ImportImageArchive(ctx context.Context, env Env, file string) error {
+	s := &Stack{p: paths{env.StateDir}}
+	return s.ImportArchive(ctx, file)
+}
