@@ -45,7 +45,7 @@ dev-down: ## stop the local stack and clean the host
 dev-status:
 	@$(GO) run ./test/cmd/devstack status
 
-demo: dev-up ## bring up the stack and show a Pod with a Memory emptyDir on tmpfs
+demo: dev-up image ## the stack, the agent image, an app Pod getting rotating secrets on tmpfs
 	@$(GO) run ./test/cmd/demo
 
 image: ## both Dockerfile targets (buildah here, docker where present); OCI archives in bin/images/

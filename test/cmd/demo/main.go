@@ -1,6 +1,4 @@
-// Command demo shows, on the running local stack, what ramvault builds on: a
-// Pod whose Memory emptyDir is a tmpfs. The agent and injector replace this
-// with the full demo.
+// Command demo is `make demo` on the running local stack (see test/demo).
 package main
 
 import (
@@ -10,13 +8,13 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/ramvault/ramvault/test/stack"
+	"github.com/ramvault/ramvault/test/demo"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := stack.Demo(ctx, os.Stdout); err != nil {
+	if err := demo.Run(ctx, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
