@@ -34,7 +34,7 @@ const (
 // modes; values masked) and counts SIGHUP reloads, printing the (masked)
 // database user it now holds.
 const appScript = `D=/var/run/secrets/ramvault
-mask() { sed -e 's/"password": *"[^"]*"/"password": "****"/' -e 's/"username": *"\(.\{12\}\)[^"]*"/"username": "\1…"/'; }
+mask() { sed -e 's/"password": *"[^"]*"/"password": "****"/' -e 's/"username": *"[^"]*\([^"]\{10\}\)"/"username": "…\1"/'; }
 echo "secrets directory $D is on $(stat -f -c %T $D)"
 ls -ln $D | sed 1d | awk '{print "  " $1, "uid=" $3, $NF}'
 echo "db: $(tr -d '\n' < $D/db | mask)"
