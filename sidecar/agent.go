@@ -207,22 +207,41 @@ func (a *Agent) firstWrite(ctx context.Context) error {
 	if err := retry(ctx, a, "log in", func(ctx context.Context) error { return a.ensureToken(ctx) }); err != nil {
 		return err
 	}
-	var reloads []spec.Reload
+	// Every secret is fetched concurrently: the first write is what the
+	// app waits for.
+	var (
+		mu      sync.Mutex
+		reloads []spec.Reload
+		errs    []error
+		wg      sync.WaitGroup
+	)
 	for _, s := range a.cfg.Spec.Secrets {
 		if a.stillValid(s) {
 			a.log.Info("secret still valid from an earlier run; reusing its lease", "secret", s.Name)
 			continue
 		}
-		err := retry(ctx, a, "fetch "+s.Name, func(ctx context.Context) error {
-			changed, err := a.fetchAndWrite(ctx, s)
-			if changed {
-				reloads = append(reloads, a.cfg.Spec.ReloadFor(s))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := retry(ctx, a, "fetch "+s.Name, func(ctx context.Context) error {
+				changed, err := a.fetchAndWrite(ctx, s)
+				if changed {
+					mu.Lock()
+					reloads = append(reloads, a.cfg.Spec.ReloadFor(s))
+					mu.Unlock()
+				}
+				return err
+			})
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
 			}
-			return err
-		})
-		if err != nil {
-			return err
-		}
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return errors.Join(errs...)
 	}
 	a.ready.Store(true)
 	a.writeStatus()

@@ -88,6 +88,15 @@ func (v *vaultAPI) login(ctx context.Context, authPath, role, tokenFile string) 
 func (v *vaultAPI) kv(ctx context.Context, path string) (mountInfo, error) {
 	v.mu.Lock()
 	mi, ok := v.mounts[path]
+	if !ok {
+		// Another secret on the same mount answered already.
+		for _, m := range v.mounts {
+			if m.mount != "" && strings.HasPrefix(path, m.mount) {
+				mi, ok = m, true
+				break
+			}
+		}
+	}
 	v.mu.Unlock()
 	if ok {
 		return mi, nil
@@ -131,8 +140,22 @@ func (v *vaultAPI) get(ctx context.Context, method, path string, params map[stri
 		}
 		return fromSecret(s, false, path)
 	}
+	// Ask which mount the path is on and, at the same time, read the path
+	// as written: for everything but a KV v2 path written without data/,
+	// that read is the answer, and the first write does not wait for two
+	// round trips in a row.
+	type readResult struct {
+		s   *vault.Secret
+		err error
+	}
+	direct := make(chan readResult, 1)
+	go func() {
+		s, err := v.c.Logical().ReadWithContext(ctx, path)
+		direct <- readResult{s, err}
+	}()
 	mi, err := v.kv(ctx, path)
 	if err != nil {
+		<-direct
 		return nil, err
 	}
 	readPath := path
@@ -142,11 +165,14 @@ func (v *vaultAPI) get(ctx context.Context, method, path string, params map[stri
 			readPath = mi.mount + "data/" + rel
 		}
 	}
-	s, err := v.c.Logical().ReadWithContext(ctx, readPath)
-	if err != nil {
-		return nil, err
+	r := <-direct
+	if readPath != path {
+		r.s, r.err = v.c.Logical().ReadWithContext(ctx, readPath)
 	}
-	return fromSecret(s, mi.kvVersion == 2, readPath)
+	if r.err != nil {
+		return nil, r.err
+	}
+	return fromSecret(r.s, mi.kvVersion == 2, readPath)
 }
 
 func fromSecret(s *vault.Secret, kv2 bool, path string) (*fetched, error) {
