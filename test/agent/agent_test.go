@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -197,6 +199,19 @@ path "kv1/*" { capabilities = ["read"] }`)
 	if strings.Contains(p.read(t, spec.StatusFile), "second-") {
 		t.Error("the status file holds a secret value")
 	}
+	resp, err := http.Get(p.metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`ramvault_agent_file_writes_total{secret="app"} 2`, `ramvault_agent_fetches_total{secret="app",result="success"}`,
+		`ramvault_agent_logins_total{result="success"} 1`, "ramvault_agent_degraded 0"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
+	}
+	e.assertNoPlanted(string(body))
 }
 
 // Init mode writes everything and exits 0; the sidecar then continues with

@@ -167,6 +167,7 @@ type agentProc struct {
 	secrets string
 	state   string
 	health  string
+	metrics string
 	done    chan error
 }
 
@@ -208,11 +209,11 @@ func (e *env) start(mode string, annotations map[string]string, extra ...string)
 	if err := os.WriteFile(annFile, []byte(ann.String()), 0o600); err != nil {
 		e.t.Fatal(err)
 	}
-	port := freePort(e.t)
+	port, mport := freePort(e.t), freePort(e.t)
 	args := append([]string{"--mode=" + mode, "--vault-addr=" + e.stack.VaultAddr, "--role=" + e.role,
 		"--token-file=" + tokenFile, "--annotations=" + annFile, "--secrets-dir=" + secrets, "--state-dir=" + state,
-		fmt.Sprintf("--health-addr=127.0.0.1:%d", port), "--metrics-addr=127.0.0.1:0", "--call-timeout=3s"}, extra...)
-	p := &agentProc{log: &syncBuffer{}, secrets: secrets, state: state, health: fmt.Sprintf("http://127.0.0.1:%d", port), done: make(chan error, 1)}
+		fmt.Sprintf("--health-addr=127.0.0.1:%d", port), fmt.Sprintf("--metrics-addr=127.0.0.1:%d", mport), "--call-timeout=3s"}, extra...)
+	p := &agentProc{log: &syncBuffer{}, secrets: secrets, state: state, health: fmt.Sprintf("http://127.0.0.1:%d", port), metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", mport), done: make(chan error, 1)}
 	p.cmd = exec.Command(e.agent, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	// The agent inherits no Vault settings from the test's environment.
