@@ -22,7 +22,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/ramvault/ramvault/pkg/spec"
-	"github.com/ramvault/ramvault/test/stack"
 )
 
 type dbCreds struct {
@@ -41,17 +40,12 @@ func (e *env) pgLogin(c dbCreds) error {
 
 func (e *env) dbRole(ttl, maxTTL string) string {
 	e.t.Helper()
-	name := e.role
-	if _, err := e.vc.Logical().Write(stack.DatabaseMount+"/roles/"+name, map[string]any{
-		"db_name": stack.DatabaseConfig,
-		"creation_statements": []string{
-			`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`},
-		"default_ttl": ttl, "max_ttl": maxTTL,
-	}); err != nil {
+	path, cleanup, err := e.stack.DBRole(context.Background(), e.role, ttl, maxTTL)
+	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.t.Cleanup(func() { _, _ = e.vc.Logical().Delete(stack.DatabaseMount + "/roles/" + name) })
-	return stack.DatabaseMount + "/creds/" + name
+	e.t.Cleanup(cleanup)
+	return path
 }
 
 func readCreds(t *testing.T, p *agentProc) dbCreds {
@@ -423,10 +417,8 @@ func TestInitFailsClearlyWhenVaultRefuses(t *testing.T) {
 // end with the old token), so the files stay valid throughout.
 func TestTokenAtItsMaxTTLLeadsToANewLoginAndFreshLeases(t *testing.T) {
 	e := newEnv(t, `path "database/creds/*" { capabilities = ["read"] }`)
-	if _, err := e.vc.Logical().Write("auth/kubernetes/role/"+e.role, map[string]any{
-		"bound_service_account_names": "app", "bound_service_account_namespaces": e.ns,
-		"audience": "vault", "token_policies": e.role, "token_ttl": "3s", "token_max_ttl": "6s",
-	}); err != nil {
+	if _, err := e.stack.AppRole(context.Background(), e.role, e.ns, `path "database/creds/*" { capabilities = ["read"] }`,
+		map[string]any{"token_ttl": "3s", "token_max_ttl": "6s"}); err != nil {
 		t.Fatal(err)
 	}
 	path := e.dbRole("1m", "10m")

@@ -113,20 +113,11 @@ func newEnv(t *testing.T, policy string) *env {
 	e := &env{t: t, stack: se, cs: cs, vc: vc, agent: agentBinary(t)}
 	e.ns = stack.Namespace(t, cs, nil)
 	e.role = "agent-" + e.ns
-	ctx := context.Background()
-	if err := vc.Sys().PutPolicyWithContext(ctx, e.role, policy); err != nil {
+	cleanup, err := se.AppRole(context.Background(), e.role, e.ns, policy, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := vc.Logical().WriteWithContext(ctx, "auth/kubernetes/role/"+e.role, map[string]any{
-		"bound_service_account_names": "app", "bound_service_account_namespaces": e.ns,
-		"audience": "vault", "token_policies": e.role, "token_ttl": "10m",
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_, _ = vc.Logical().Delete("auth/kubernetes/role/" + e.role)
-		_ = vc.Sys().DeletePolicy(e.role)
-	})
+	t.Cleanup(cleanup)
 	e.dir = mountTmpfs(t, "8m")
 	return e
 }

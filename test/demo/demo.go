@@ -74,18 +74,12 @@ func Run(ctx context.Context, out io.Writer) error {
 	if _, err := vc.KVv2("secret").Put(ctx, "demo/config", map[string]any{"api_key": "demo-" + fmt.Sprint(time.Now().Unix())}); err != nil {
 		return err
 	}
-	if err := vc.Sys().PutPolicy(role, `path "secret/data/demo/*" { capabilities = ["read"] }
+	if _, err := env.AppRole(ctx, role, ns, `path "secret/data/demo/*" { capabilities = ["read"] }
 path "database/creds/ramvault-demo" { capabilities = ["read"] }
-path "sys/leases/revoke" { capabilities = ["update"] }`); err != nil {
+path "sys/leases/revoke" { capabilities = ["update"] }`, map[string]any{"token_ttl": "1h"}); err != nil {
 		return err
 	}
-	if _, err := vc.Logical().Write("database/roles/"+role, map[string]any{"db_name": stack.DatabaseConfig,
-		"creation_statements": []string{`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`},
-		"default_ttl": "10s", "max_ttl": "20s"}); err != nil {
-		return err
-	}
-	if _, err := vc.Logical().Write("auth/kubernetes/role/"+role, map[string]any{"bound_service_account_names": "app",
-		"bound_service_account_namespaces": ns, "audience": "vault", "token_policies": role, "token_ttl": "1h"}); err != nil {
+	if _, _, err := env.DBRole(ctx, role, "10s", "20s"); err != nil {
 		return err
 	}
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {

@@ -55,19 +55,11 @@ func newWorld(t *testing.T, policy string) *world {
 	w := &world{t: t, env: env, cs: cs, vc: vc}
 	w.ns = stack.Namespace(t, cs, nil)
 	w.role = "e2e-" + w.ns
-	if err := vc.Sys().PutPolicy(w.role, policy); err != nil {
+	cleanup, err := env.AppRole(context.Background(), w.role, w.ns, policy, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := vc.Logical().Write("auth/kubernetes/role/"+w.role, map[string]any{
-		"bound_service_account_names": "app", "bound_service_account_namespaces": w.ns,
-		"audience": "vault", "token_policies": w.role, "token_ttl": "10m",
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_, _ = vc.Logical().Delete("auth/kubernetes/role/" + w.role)
-		_ = vc.Sys().DeletePolicy(w.role)
-	})
+	t.Cleanup(cleanup)
 	return w
 }
 
@@ -102,14 +94,7 @@ path "database/creds/*" { capabilities = ["read"] }`)
 	if _, err := w.vc.KVv2("secret").Put(ctx, "e2e/"+w.ns, map[string]any{"password": planted}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.vc.Logical().Write(stack.DatabaseMount+"/roles/"+w.role, map[string]any{
-		"db_name":             stack.DatabaseConfig,
-		"creation_statements": []string{`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`},
-		"default_ttl":         "2m", "max_ttl": "10m",
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = w.vc.Logical().Delete(stack.DatabaseMount + "/roles/" + w.role) })
+	dbPath := w.dbRole("2m", "10m")
 
 	const script = `D=/var/run/secrets/ramvault
 echo "fstype=$(stat -f -c %T $D)"
@@ -124,7 +109,7 @@ echo ready; sleep 3600`
 			"ramvault.io/role":       w.role,
 			"ramvault.io/secret-kv":  "secret/data/e2e/" + w.ns,
 			"ramvault.io/key-kv":     "password",
-			"ramvault.io/secret-db":  stack.DatabaseMount + "/creds/" + w.role,
+			"ramvault.io/secret-db":  dbPath,
 			"ramvault.io/containers": "app",
 		}},
 		Spec: corev1.PodSpec{

@@ -33,15 +33,12 @@ func (w *world) kv() string {
 
 func (w *world) dbRole(ttl, maxTTL string) string {
 	w.t.Helper()
-	if _, err := w.vc.Logical().Write(stack.DatabaseMount+"/roles/"+w.role, map[string]any{
-		"db_name":             stack.DatabaseConfig,
-		"creation_statements": []string{`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`},
-		"default_ttl":         ttl, "max_ttl": maxTTL,
-	}); err != nil {
+	path, cleanup, err := w.env.DBRole(context.Background(), w.role, ttl, maxTTL)
+	if err != nil {
 		w.t.Fatal(err)
 	}
-	w.t.Cleanup(func() { _, _ = w.vc.Logical().Delete(stack.DatabaseMount + "/roles/" + w.role) })
-	return stack.DatabaseMount + "/creds/" + w.role
+	w.t.Cleanup(cleanup)
+	return path
 }
 
 func appSpec(script string) corev1.PodSpec {

@@ -106,3 +106,46 @@ func certPool(file string) (*x509.CertPool, error) {
 	}
 	return pool, nil
 }
+
+// AppRole writes a Vault policy and a Kubernetes-auth role of the same name
+// for service account "app" in namespace, audience vault (more role fields in
+// extra, e.g. token_max_ttl). The returned function deletes both.
+func (e Env) AppRole(ctx context.Context, name, namespace, policy string, extra map[string]any) (func(), error) {
+	vc, err := e.VaultClient()
+	if err != nil {
+		return nil, err
+	}
+	if err := vc.Sys().PutPolicyWithContext(ctx, name, policy); err != nil {
+		return nil, fmt.Errorf("policy %s: %w", name, err)
+	}
+	role := map[string]any{"bound_service_account_names": "app", "bound_service_account_namespaces": namespace,
+		"audience": "vault", "token_policies": name, "token_ttl": "10m"}
+	for k, v := range extra {
+		role[k] = v
+	}
+	if _, err := vc.Logical().WriteWithContext(ctx, "auth/kubernetes/role/"+name, role); err != nil {
+		return nil, fmt.Errorf("role %s: %w", name, err)
+	}
+	return func() {
+		_, _ = vc.Logical().Delete("auth/kubernetes/role/" + name)
+		_ = vc.Sys().DeletePolicy(name)
+	}, nil
+}
+
+// DBRole writes a database role on the stack's PostgreSQL connection that
+// creates a login role per lease, and returns its creds path. The returned
+// function deletes the role.
+func (e Env) DBRole(ctx context.Context, name, ttl, maxTTL string) (string, func(), error) {
+	vc, err := e.VaultClient()
+	if err != nil {
+		return "", nil, err
+	}
+	if _, err := vc.Logical().WriteWithContext(ctx, DatabaseMount+"/roles/"+name, map[string]any{
+		"db_name":             DatabaseConfig,
+		"creation_statements": []string{`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`},
+		"default_ttl":         ttl, "max_ttl": maxTTL,
+	}); err != nil {
+		return "", nil, fmt.Errorf("database role %s: %w", name, err)
+	}
+	return DatabaseMount + "/creds/" + name, func() { _, _ = vc.Logical().Delete(DatabaseMount + "/roles/" + name) }, nil
+}

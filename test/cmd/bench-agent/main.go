@@ -68,18 +68,11 @@ func run(runs int, idle time.Duration) error {
 	if err != nil {
 		return err
 	}
-	if err := vc.Sys().PutPolicy(role, `path "secret/data/bench/*" { capabilities = ["read"] }
-path "database/creds/bench-agent" { capabilities = ["read"] }
-path "sys/internal/ui/mounts/*" { capabilities = ["read"] }`); err != nil {
+	if _, err := env.AppRole(ctx, role, ns, `path "secret/data/bench/*" { capabilities = ["read"] }
+path "database/creds/bench-agent" { capabilities = ["read"] }`, map[string]any{"token_ttl": "1h"}); err != nil {
 		return err
 	}
-	if _, err := vc.Logical().Write("auth/kubernetes/role/"+role, map[string]any{"bound_service_account_names": "app",
-		"bound_service_account_namespaces": ns, "audience": "vault", "token_policies": role, "token_ttl": "1h"}); err != nil {
-		return err
-	}
-	if _, err := vc.Logical().Write("database/roles/bench-agent", map[string]any{"db_name": stack.DatabaseConfig,
-		"creation_statements": []string{`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`},
-		"default_ttl":         "10m", "max_ttl": "1h"}); err != nil {
+	if _, _, err := env.DBRole(ctx, role, "10m", "1h"); err != nil {
 		return err
 	}
 	for i := 1; i <= 3; i++ {
