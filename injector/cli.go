@@ -30,6 +30,7 @@ const usage = `ramvault: inject Pods with the ramvault agent.
 Usage:
   ramvault inject -f FILE|- [flags]   print the manifests with the agent injected
   ramvault lint -f FILE|- [flags]     only check the ramvault.io/ annotations
+  ramvault webhook [flags]            serve the admission webhook ('ramvault webhook -h')
   ramvault version
 
 FILE holds YAML documents (separated by ---) or JSON objects. The Pods of Pods,
@@ -63,6 +64,8 @@ func RunCLI(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 			return ExitUsage
 		}
 		return runManifests(ctx, opts, args[0] == "inject", stdin, stdout, stderr)
+	case "webhook":
+		return RunWebhook(ctx, args[1:], stderr)
 	}
 	fmt.Fprintf(stderr, "ramvault: unknown command %q\n\n%s", args[0], usage)
 	return ExitUsage
@@ -74,31 +77,13 @@ type options struct {
 }
 
 // parseFlags reads the flags of inject and lint: the file and the cluster
-// defaults, which the webhook will take as flags too.
+// defaults, which the webhook takes too (bindDefaults).
 func parseFlags(cmd string, args []string, stderr io.Writer) (options, error) {
-	o := options{cfg: Config{
-		AgentImage:             "localhost/ramvault-agent:" + version.Version,
-		AuthPath:               DefaultAuthPath,
-		Audience:               DefaultAudience,
-		TokenExpirationSeconds: DefaultTokenExpirationSeconds,
-		Resources:              DefaultResources(),
-		NativeSidecars:         true,
-		Version:                version.Version,
-	}}
+	o := options{cfg: defaultConfig()}
 	fs := flag.NewFlagSet("ramvault "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.file, "f", "", "manifest file, - for standard input (required)")
-	c := &o.cfg
-	fs.StringVar(&c.AgentImage, "agent-image", c.AgentImage, "image of the agent containers (the default is the image of this release as the local stack loads it)")
-	fs.StringVar(&c.VaultAddr, "vault-addr", "", "default Vault address of the agents, e.g. https://vault.vault.svc:8200")
-	fs.Var(listFlag{&c.AllowedVaultAddrs}, "allowed-vault-addrs", "comma-separated Vault addresses Pods may choose with ramvault.io/vault-addr, besides --vault-addr")
-	fs.StringVar(&c.AuthPath, "auth-path", c.AuthPath, "Kubernetes auth mount in Vault for Pods without ramvault.io/auth-path")
-	fs.StringVar(&c.Audience, "audience", c.Audience, "audience of the agents' service-account tokens for Pods without ramvault.io/audience")
-	fs.Int64Var(&c.TokenExpirationSeconds, "token-expiration-seconds", c.TokenExpirationSeconds, "lifetime of the agents' projected service-account tokens (at least 600)")
-	fs.Var(resourcesFlag{&c.Resources.Requests}, "agent-requests", "resource requests of each agent container")
-	fs.Var(resourcesFlag{&c.Resources.Limits}, "agent-limits", "resource limits of each agent container (the memory limit grows by the Pod's Memory volumes)")
-	fs.BoolVar(&c.NativeSidecars, "native-sidecars", c.NativeSidecars, "the cluster runs native sidecars (Kubernetes >= 1.29): mode native is the default, else classic")
-	fs.Var(listFlag{&c.AllowedNamespaces}, "allowed-namespaces", "comma-separated namespaces among kube-system and kube-public where Pods may be injected anyway")
+	defaults := bindDefaults(fs, &o.cfg)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -108,7 +93,10 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (options, error) {
 	if o.file == "" {
 		return o, errors.New("-f FILE is required (- for standard input)")
 	}
-	if err := c.Validate(); err != nil {
+	if err := defaults.apply(); err != nil {
+		return o, err
+	}
+	if err := o.cfg.Validate(); err != nil {
 		return o, err
 	}
 	return o, nil

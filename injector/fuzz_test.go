@@ -1,11 +1,15 @@
 package injector
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
 
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"sigs.k8s.io/yaml"
@@ -48,5 +52,57 @@ func FuzzInject(f *testing.F) {
 			return
 		}
 		checkInjection(t, &pod, out, cfg)
+	})
+}
+
+// FuzzDecodeAdmissionReview feeds the webhook arbitrary request bodies.
+// Decoding never panics; a body it takes is answered 200 (a 500 would be a
+// recovered panic) with the request's UID, and a patch applies to the
+// object sent and gives a Pod. Seeds: reviews of the golden Pods, beside the
+// corpus in testdata/fuzz/FuzzDecodeAdmissionReview.
+func FuzzDecodeAdmissionReview(f *testing.F) {
+	inputs, _ := filepath.Glob(filepath.Join("testdata", "*.yaml"))
+	for _, in := range inputs {
+		data, err := os.ReadFile(in)
+		if err != nil {
+			continue
+		}
+		docs, err := readDocuments(bytes.NewReader(data))
+		if err != nil {
+			continue
+		}
+		for _, raw := range docs {
+			f.Add(reviewBody(f, podRequest(f, "seed", raw, "shop")))
+		}
+	}
+	cfg := Config{AgentImage: "agent", VaultAddr: "https://vault:8200", NativeSidecars: true, Version: "fuzz"}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		review, err := decodeAdmissionReview(body)
+		if err != nil {
+			return
+		}
+		w := post(NewHandler(cfg, HandlerOptions{}), body, "application/json")
+		if w.Code != http.StatusOK {
+			t.Fatalf("status %d for a review decoded: %s", w.Code, w.Body)
+		}
+		resp := answer(t, w)
+		if resp.UID != review.Request.UID {
+			t.Fatalf("response UID %q, request %q", resp.UID, review.Request.UID)
+		}
+		if resp.Patch == nil {
+			return
+		}
+		p, err := jsonpatch.DecodePatch(resp.Patch)
+		if err != nil {
+			t.Fatalf("decode patch: %v", err)
+		}
+		patched, err := p.Apply(review.Request.Object.Raw)
+		if err != nil {
+			t.Fatalf("the patch does not apply to the object sent: %v", err)
+		}
+		var pod corev1.Pod
+		if err := json.Unmarshal(patched, &pod); err != nil || pod.Annotations[StatusAnnotation] == "" {
+			t.Fatalf("the patched object is no injected Pod (%v)", err)
+		}
 	})
 }

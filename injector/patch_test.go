@@ -1,12 +1,16 @@
 package injector
 
 import (
+	"encoding/json"
 	"testing"
 
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
 )
 
 func TestPatch(t *testing.T) {
@@ -74,5 +78,83 @@ func TestPatch(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestPatchRaw(t *testing.T) {
+	// The init container carries a field this injector's Pod type does not
+	// know, as from a newer apiserver, and no "resources: {}" (the typed Pod
+	// has it): the patch applies to the document as it is, and the unknown
+	// field stays on istio-init, now second.
+	raw := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","annotations":{"ramvault.io/inject":"true","ramvault.io/secret-db":"database/creds/web"}},` +
+		`"spec":{"securityContext":{"runAsUser":1000},"initContainers":[{"name":"istio-init","image":"proxy","futureField":{"x":1}}],"containers":[{"name":"app","image":"app"}]}}`)
+	pod := &corev1.Pod{}
+	if err := yaml.Unmarshal(raw, pod); err != nil {
+		t.Fatal(err)
+	}
+	pod.Namespace = "shop" // from the request, as the webhook does
+	out, err := Inject(pod, testConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch, err := PatchRaw(raw, pod, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := jsonpatch.DecodePatch(patch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patched, err := p.Apply(raw)
+	if err != nil {
+		t.Fatalf("the patch does not apply to the document as sent: %v\n%s", err, patch)
+	}
+	var doc struct {
+		Metadata map[string]any `json:"metadata"`
+		Spec     struct {
+			InitContainers []map[string]any `json:"initContainers"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal(patched, &doc); err != nil {
+		t.Fatal(err)
+	}
+	ic := doc.Spec.InitContainers
+	if len(ic) != 2 || ic[0]["name"] != AgentContainer || ic[1]["name"] != "istio-init" || ic[1]["futureField"] == nil || ic[0]["futureField"] != nil {
+		t.Errorf("init containers after the patch: %v", ic)
+	}
+	if _, set := doc.Metadata["namespace"]; set {
+		t.Error("the patch sets the namespace, which the apiserver fills in")
+	}
+	var got corev1.Pod
+	if err := json.Unmarshal(patched, &got); err != nil {
+		t.Fatal(err)
+	}
+	got.Namespace = "shop"
+	if !apiequality.Semantic.DeepEqual(&got, out) {
+		t.Error("the patched document is not the injected Pod")
+	}
+
+	// Containers without names defeat a merge by name (the second would
+	// get no mount): the typed diff answers then, and reproduces the
+	// injection (the apiserver rejects such a Pod after admission anyway).
+	dup := testPod()
+	dup.Spec.Containers = []corev1.Container{{Image: "a"}, {Image: "b"}}
+	dupOut, err := Inject(dup, testConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dupRaw, _ := json.Marshal(dup)
+	dupPatch, err := PatchRaw(dupRaw, dup, dupOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err = jsonpatch.DecodePatch(dupPatch); err != nil {
+		t.Fatal(err)
+	}
+	if patched, err = p.Apply(dupRaw); err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := json.Marshal(dupOut); !jsonpatch.Equal(patched, want) {
+		t.Errorf("with unnamed containers the patch gives\n%s\nwant\n%s", patched, want)
 	}
 }

@@ -1,0 +1,371 @@
+package injector
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+)
+
+var t0 = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func testIssuer() issuer {
+	return issuer{hosts: []string{"ramvault-injector.ramvault-system.svc", "10.88.77.1"}, certValidity: 30 * time.Hour, caValidity: 300 * time.Hour}
+}
+
+func servingSerial(p *pki) string { return p.serving.Leaf.SerialNumber.String() }
+
+func TestIssuerNext(t *testing.T) {
+	is := testIssuer()
+	first, newCA, err := is.next(&pki{}, t0)
+	if err != nil || !newCA {
+		t.Fatalf("first issue: newCA %v, err %v", newCA, err)
+	}
+	leaf := first.serving.Leaf
+	if leaf.CheckSignatureFrom(first.cas[0]) != nil || !slices.Equal(leaf.DNSNames, []string{"ramvault-injector.ramvault-system.svc"}) ||
+		len(leaf.IPAddresses) != 1 || leaf.IPAddresses[0].String() != "10.88.77.1" || !leaf.NotAfter.Equal(t0.Add(30*time.Hour)) {
+		t.Fatalf("serving certificate: names %v %v, not after %v", leaf.DNSNames, leaf.IPAddresses, leaf.NotAfter)
+	}
+	// What a client of the bundle sees: the serving certificate verifies.
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(first.bundlePEM) {
+		t.Fatal("no CA in the bundle")
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "ramvault-injector.ramvault-system.svc", CurrentTime: t0}); err != nil {
+		t.Fatalf("the serving certificate does not verify with the bundle: %v", err)
+	}
+	parsed := parsePKI(first.data())
+	if parsed.caKey == nil || parsed.serving == nil || len(parsed.cas) != 1 {
+		t.Fatal("the Secret's data does not parse back")
+	}
+
+	cases := []struct {
+		name       string
+		cur        *pki
+		at         time.Time
+		is         issuer
+		same       bool // cur returned as it is
+		newCA      bool
+		newServing bool
+		bundleSize int
+	}{
+		{name: "nothing is due before two thirds of the lifetime", cur: parsed, at: t0.Add(19 * time.Hour), is: is, same: true, bundleSize: 1},
+		{name: "the serving certificate is renewed at two thirds, by the same CA", cur: parsed, at: t0.Add(20 * time.Hour), is: is, newServing: true, bundleSize: 1},
+		{name: "a change of host names renews it", cur: parsed, at: t0, is: issuer{hosts: []string{"other.svc"}, certValidity: is.certValidity, caValidity: is.caValidity}, newServing: true, bundleSize: 1},
+		{name: "the CA is renewed at two thirds, and the old one stays in the bundle", cur: parsed, at: t0.Add(200 * time.Hour), is: is, newCA: true, newServing: true, bundleSize: 2},
+		{name: "a Secret without the CA key gets a new CA", cur: parsePKI(map[string][]byte{secretCAKey: first.bundlePEM, secretTLSCert: first.certPEM, secretTLSKey: first.keyPEM}),
+			at: t0, is: is, newCA: true, newServing: true, bundleSize: 2},
+		{name: "a serving key that does not match is replaced", cur: parsePKI(map[string][]byte{secretCAKey: first.bundlePEM, secretCAPriv: first.caKeyPEM, secretTLSCert: first.certPEM, secretTLSKey: first.caKeyPEM}),
+			at: t0, is: is, newServing: true, bundleSize: 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, newCA, err := tc.is.next(tc.cur, tc.at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (got == tc.cur) != tc.same || newCA != tc.newCA || len(got.cas) != tc.bundleSize {
+				t.Fatalf("same %v newCA %v bundle of %d; want %v %v %d", got == tc.cur, newCA, len(got.cas), tc.same, tc.newCA, tc.bundleSize)
+			}
+			if renewed := tc.cur.serving == nil || servingSerial(got) != servingSerial(tc.cur); renewed != tc.newServing {
+				t.Errorf("serving certificate renewed: %v, want %v", renewed, tc.newServing)
+			}
+			if got.serving.Leaf.CheckSignatureFrom(got.cas[0]) != nil {
+				t.Error("the serving certificate is not signed by the bundle's first CA")
+			}
+			if !got.nextCheck().After(tc.at) {
+				t.Errorf("next check %v is not after now %v", got.nextCheck(), tc.at)
+			}
+		})
+	}
+
+	// An old CA leaves the bundle when it expires.
+	rotated, _, _ := is.next(parsed, t0.Add(200*time.Hour))
+	if got, _, _ := is.next(parsePKI(rotated.data()), t0.Add(300*time.Hour)); len(got.cas) != 1 || !got.cas[0].Equal(rotated.cas[0]) {
+		t.Errorf("after the old CA expired the bundle holds %d CAs", len(got.cas))
+	}
+}
+
+// fakeCluster is a fake clientset holding a MutatingWebhookConfiguration,
+// recording the order of writes.
+func fakeCluster(t *testing.T) (*fake.Clientset, *[]string) {
+	t.Helper()
+	client := fake.NewClientset(&admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "ramvault-injector"},
+		Webhooks:   []admissionregistrationv1.MutatingWebhook{{Name: "inject.ramvault.io"}, {Name: "other.ramvault.io"}},
+	})
+	var writes []string
+	client.PrependReactor("*", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if v := a.GetVerb(); v != "get" && v != "list" && v != "watch" {
+			writes = append(writes, v+" "+a.GetResource().Resource)
+		}
+		return false, nil, nil
+	})
+	return client, &writes
+}
+
+func testSelfSigned(client *fake.Clientset, now *time.Time) *selfSigned {
+	is := testIssuer()
+	s := newSelfSigned(client, selfSignedOptions{Namespace: "ramvault-system", SecretName: "ramvault-injector-tls", WebhookConfig: "ramvault-injector",
+		Hosts: is.hosts, CertValidity: is.certValidity, CAValidity: is.caValidity, Resync: time.Minute}, &certHolder{}, slog.New(slog.DiscardHandler), nil)
+	s.now = func() time.Time { return *now }
+	return s
+}
+
+func caBundles(t *testing.T, client *fake.Clientset) [][]byte {
+	t.Helper()
+	mwc, err := client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(context.Background(), "ramvault-injector", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	for _, w := range mwc.Webhooks {
+		out = append(out, w.ClientConfig.CABundle)
+	}
+	return out
+}
+
+func TestSelfSignedReconcile(t *testing.T) {
+	ctx := context.Background()
+	client, writes := fakeCluster(t)
+	now := t0
+	s := testSelfSigned(client, &now)
+
+	next, err := s.reconcile(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := client.CoreV1().Secrets("ramvault-system").Get(ctx, "ramvault-injector-tls", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sec.Type != corev1.SecretTypeTLS {
+		t.Errorf("Secret type %q", sec.Type)
+	}
+	for i, b := range caBundles(t, client) {
+		if string(b) != string(sec.Data[secretCAKey]) {
+			t.Errorf("webhook %d: caBundle is not the Secret's ca.crt", i)
+		}
+	}
+	if !slices.Equal(*writes, []string{"patch mutatingwebhookconfigurations", "create secrets"}) {
+		t.Errorf("writes %v: want the caBundle patched before the Secret is written", *writes)
+	}
+	served, err := s.holder.getCertificate(nil)
+	if err != nil || string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: served.Certificate[0]})) != string(sec.Data[secretTLSCert]) {
+		t.Fatalf("the leader does not serve the Secret's certificate (%v)", err)
+	}
+	if want := renewAt(served.Leaf); !next.Equal(want) {
+		t.Errorf("next check %v, want the renewal at %v", next, want)
+	}
+
+	// Nothing due: nothing written.
+	*writes = nil
+	if _, err := s.reconcile(ctx); err != nil || len(*writes) != 0 {
+		t.Fatalf("writes %v (%v) when nothing is due", *writes, err)
+	}
+
+	// Someone empties the caBundle (re-applied manifests): it is patched back.
+	mwc, _ := client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "ramvault-injector", metav1.GetOptions{})
+	mwc.Webhooks[1].ClientConfig.CABundle = nil
+	if _, err := client.AdmissionregistrationV1().MutatingWebhookConfigurations().Update(ctx, mwc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	*writes = nil
+	if _, err := s.reconcile(ctx); err != nil || !slices.Equal(*writes, []string{"patch mutatingwebhookconfigurations"}) {
+		t.Fatalf("writes %v (%v): want the caBundle patched back, the Secret left alone", *writes, err)
+	}
+
+	// The serving certificate is due: only the Secret changes.
+	now = t0.Add(20 * time.Hour)
+	*writes = nil
+	if _, err := s.reconcile(ctx); err != nil || !slices.Equal(*writes, []string{"update secrets"}) {
+		t.Fatalf("writes %v (%v): want the Secret updated, the caBundle unchanged", *writes, err)
+	}
+
+	// The CA is due: the new CA is trusted first, then served.
+	now = t0.Add(200 * time.Hour)
+	*writes = nil
+	if _, err := s.reconcile(ctx); err != nil || !slices.Equal(*writes, []string{"patch mutatingwebhookconfigurations", "update secrets"}) {
+		t.Fatalf("writes %v (%v): want the caBundle patched, then the Secret updated", *writes, err)
+	}
+	bundle := caBundles(t, client)[0]
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(bundle)
+	if n := len(parsePKI(map[string][]byte{secretCAKey: bundle}).cas); n != 2 {
+		t.Errorf("%d CAs in the caBundle during a CA rotation, want the new and the old", n)
+	}
+}
+
+func TestSelfSignedWithoutWebhookConfigurationStillServes(t *testing.T) {
+	client := fake.NewClientset()
+	now := t0
+	s := testSelfSigned(client, &now)
+	if _, err := s.reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !s.holder.loaded() {
+		t.Error("no certificate served while the MutatingWebhookConfiguration is missing")
+	}
+}
+
+// TestSelfSignedFollowerServesTheSecret: a replica that does not lead
+// serves what the leader wrote.
+func TestSelfSignedFollowerServesTheSecret(t *testing.T) {
+	ctx := context.Background()
+	client, _ := fakeCluster(t)
+	now := t0
+	leader, follower := testSelfSigned(client, &now), testSelfSigned(client, &now)
+	if err := follower.loadSecret(ctx); err != nil || follower.holder.loaded() {
+		t.Fatalf("before the leader wrote: loaded %v (%v)", follower.holder.loaded(), err)
+	}
+	if _, err := leader.reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := follower.loadSecret(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := leader.holder.getCertificate(nil)
+	b, _ := follower.holder.getCertificate(nil)
+	if b == nil || !a.Leaf.Equal(b.Leaf) {
+		t.Error("the follower does not serve the leader's certificate")
+	}
+}
+
+// writeKeyPair writes a fresh serving certificate for host into dir.
+func writeKeyPair(t *testing.T, dir string) *x509.Certificate {
+	t.Helper()
+	p, _, err := testIssuer().next(&pki{}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), p.certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tls.key"), p.keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p.serving.Leaf
+}
+
+// TestCertFilesFollowAKubeletSecretVolume updates the files the way the
+// kubelet updates a mounted Secret: a new timestamped directory, and the
+// ..data symlink swapped to it by a rename.
+func TestCertFilesFollowAKubeletSecretVolume(t *testing.T) {
+	dir := t.TempDir()
+	first := writeKeyPair(t, filepath.Join(dir, "..2030_01_01_00_00_00.1"))
+	if err := os.Symlink("..2030_01_01_00_00_00.1", filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"tls.crt", "tls.key"} {
+		if err := os.Symlink(filepath.Join("..data", f), filepath.Join(dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	holder := &certHolder{}
+	var logs syncBuffer
+	f := &certFiles{certFile: filepath.Join(dir, "tls.crt"), keyFile: filepath.Join(dir, "tls.key"), holder: holder, log: slog.New(slog.NewJSONHandler(&logs, nil))}
+	if err := f.load(); err != nil {
+		t.Fatal(err)
+	}
+	run, err := f.watch()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	servedSerial := func() string {
+		c, err := holder.getCertificate(&tls.ClientHelloInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Leaf.SerialNumber.String()
+	}
+	if servedSerial() != first.SerialNumber.String() {
+		t.Fatal("not serving the first certificate")
+	}
+	waitServing := func(want *x509.Certificate) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for servedSerial() != want.SerialNumber.String() {
+			if time.Now().After(deadline) {
+				t.Fatalf("still serving %s after 10s, want %s", servedSerial(), want.SerialNumber)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	second := writeKeyPair(t, filepath.Join(dir, "..2030_01_02_00_00_00.2"))
+	if err := os.Symlink("..2030_01_02_00_00_00.2", filepath.Join(dir, "..data_tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "..2030_01_01_00_00_00.1")); err != nil {
+		t.Fatal(err)
+	}
+	waitServing(second)
+
+	// A key that does not match leaves the old pair in use.
+	if err := os.WriteFile(filepath.Join(dir, "..2030_01_02_00_00_00.2", "tls.key"), []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	third := writeKeyPair(t, filepath.Join(dir, "..2030_01_03_00_00_00.3"))
+	if err := os.Symlink("..2030_01_03_00_00_00.3", filepath.Join(dir, "..data_tmp")); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "previous one stays in use"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the broken pair was not tried:\n%s", logs.String())
+		}
+	}
+	if servedSerial() != second.SerialNumber.String() {
+		t.Error("a broken key pair replaced the one in use")
+	}
+	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	waitServing(third)
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger in another goroutine.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

@@ -1,0 +1,144 @@
+package injector
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/version"
+	fakediscovery "k8s.io/client-go/discovery/fake"
+	k8stesting "k8s.io/client-go/testing"
+)
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestConfigFile(t *testing.T) {
+	file := writeFile(t, "config.yaml", `
+vault-addr: https://vault.example:8200
+allowed-vault-addrs: [https://eu.example:8200, https://us.example:8200]
+agent-limits: {cpu: 200m, memory: 64Mi}
+token-expiration-seconds: 7200
+native-sidecars: false
+audience: from-file
+`)
+	o, err := parseWebhookFlags([]string{"--config=" + file, "--audience=from-flag", "--self-signed", "--namespace=ns"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := o.cfg
+	if c.VaultAddr != "https://vault.example:8200" || !slices.Equal(c.AllowedVaultAddrs, []string{"https://eu.example:8200", "https://us.example:8200"}) ||
+		c.TokenExpirationSeconds != 7200 || c.NativeSidecars || !c.Resources.Limits.Memory().Equal(resource.MustParse("64Mi")) {
+		t.Errorf("config from the file: %+v", c)
+	}
+	if c.Audience != "from-flag" {
+		t.Errorf("audience %q: the flag must win over the file", c.Audience)
+	}
+	if o.discoverNative {
+		t.Error("native-sidecars given in the file, yet discovered")
+	}
+	// The CLI reads the same file.
+	opts, err := parseFlags("inject", []string{"-f", "-", "--config=" + file}, &bytes.Buffer{})
+	if err != nil || opts.cfg.VaultAddr != c.VaultAddr || opts.cfg.Audience != "from-file" {
+		t.Errorf("the CLI's config from the same file: %+v (%v)", opts.cfg, err)
+	}
+}
+
+func TestConfigFileErrors(t *testing.T) {
+	file := writeFile(t, "config.yaml", "vault-adr: https://v:8200\nagent-limits: {cpu: lots}\naddr: :1\n")
+	_, err := parseWebhookFlags([]string{"--config=" + file, "--self-signed", "--namespace=ns"}, &bytes.Buffer{})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{`unknown key "vault-adr"`, `unknown key "addr"`, "the keys are agent-image, agent-limits,", `agent-limits: "cpu=lots"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+}
+
+func TestWebhookFlags(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		want []string // substrings of the one error; none: valid
+	}{
+		{name: "TLS files are enough", args: []string{"--tls-cert-file=c", "--tls-key-file=k"}},
+		{name: "self-signed needs the namespace", args: []string{"--self-signed"}, want: []string{"--namespace: empty"}},
+		{name: "no TLS is an error", want: []string{"--tls-cert-file and --tls-key-file: both are needed, or --self-signed"}},
+		{name: "both TLS modes are an error", args: []string{"--self-signed", "--namespace=n", "--tls-cert-file=c"}, want: []string{"drop --tls-cert-file"}},
+		{name: "every problem is reported, with the injection defaults'", args: []string{"--self-signed", "--cert-validity=1s", "--ca-validity=2s",
+			"--token-expiration-seconds=60", "--max-request-bytes=0"},
+			want: []string{"--namespace: empty", "--cert-validity: 1s is too short", "--ca-validity: 2s is too short", "--token-expiration-seconds: 60 is too short", "--max-request-bytes: 0"}},
+		{name: "the CA must outlive the certificate", args: []string{"--self-signed", "--namespace=n", "--cert-validity=10h", "--ca-validity=5h"},
+			want: []string{"--ca-validity: 5h0m0s is shorter than --cert-validity"}},
+		{name: "an argument is an error", args: []string{"--self-signed", "--namespace=n", "extra"}, want: []string{`unexpected argument "extra"`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := parseWebhookFlags(tc.args, &bytes.Buffer{})
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !o.discoverNative {
+					t.Error("native sidecars not discovered without the flag")
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestRunWebhookUsage(t *testing.T) {
+	var stderr bytes.Buffer
+	if code := RunCLI(context.Background(), []string{"webhook", "--self-signed"}, nil, &bytes.Buffer{}, &stderr); code != ExitUsage ||
+		!strings.Contains(stderr.String(), "ramvault webhook: --namespace: empty") {
+		t.Errorf("exit %d, stderr %q", code, stderr.String())
+	}
+	stderr.Reset()
+	if code := RunCLI(context.Background(), []string{"webhook", "-h"}, nil, &bytes.Buffer{}, &stderr); code != ExitOK ||
+		!strings.Contains(stderr.String(), "-self-signed") || !strings.Contains(stderr.String(), "-vault-addr") {
+		t.Errorf("exit %d, help %q", code, stderr.String())
+	}
+}
+
+func TestNativeSidecarsFromTheServerVersion(t *testing.T) {
+	for v, want := range map[string]bool{"v1.28.9": false, "v1.29.0": true, "v1.34.4": true, "v1.30.2-gke.1587003": true, "v2.0.0": true} {
+		t.Run(v, func(t *testing.T) {
+			dc := &fakediscovery.FakeDiscovery{Fake: &k8stesting.Fake{}, FakedServerVersion: &version.Info{GitVersion: v}}
+			got, gv, err := nativeSidecars(context.Background(), dc)
+			if err != nil || got != want || gv != v {
+				t.Errorf("native %v (%q, %v), want %v", got, gv, err, want)
+			}
+		})
+	}
+}
+
+func TestServiceHosts(t *testing.T) {
+	got := serviceHosts("ramvault-injector", "ramvault-system", "cluster.local.", []string{"10.88.77.1"})
+	want := []string{"ramvault-injector.ramvault-system.svc", "ramvault-injector", "ramvault-injector.ramvault-system",
+		"ramvault-injector.ramvault-system.svc.cluster.local", "10.88.77.1"}
+	if !slices.Equal(got, want) {
+		t.Errorf("hosts %v, want %v", got, want)
+	}
+}

@@ -1,0 +1,228 @@
+package injector
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	kjson "sigs.k8s.io/json"
+
+	"github.com/ramvault/ramvault/pkg/spec"
+)
+
+// DefaultMaxBodyBytes bounds the body of an AdmissionReview. A Pod's
+// annotations are limited to 256 KiB and a whole Pod is rarely a tenth of
+// this; a larger body is refused with 413 before it is read.
+const DefaultMaxBodyBytes = 1 << 20
+
+var (
+	podKind     = schema.GroupVersionKind{Version: "v1", Kind: "Pod"}
+	podResource = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
+	reviewType  = metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "AdmissionReview"}
+)
+
+// HandlerOptions are what a Handler needs besides the injection defaults.
+// Zero fields are valid: no log, no metrics, no events, DefaultMaxBodyBytes.
+type HandlerOptions struct {
+	Log          *slog.Logger
+	Metrics      *Metrics
+	Events       *EventRecorder
+	MaxBodyBytes int64
+}
+
+// Handler answers AdmissionReviews (admission.k8s.io/v1) at /mutate. The
+// CREATE of a Pod goes through Inject; the change is answered as the
+// JSONPatch of PatchRaw, a denial with every problem Inject found (and an
+// Event, see EventRecorder). Every other request is allowed unchanged.
+type Handler struct {
+	cfg    Config
+	opts   HandlerOptions
+	inject func(*corev1.Pod, Config) (*corev1.Pod, error) // Inject; tests replace it
+}
+
+// NewHandler returns the handler for cfg, which must be valid (Validate).
+func NewHandler(cfg Config, opts HandlerOptions) *Handler {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	return &Handler{cfg: cfg, opts: opts, inject: Inject}
+}
+
+// ServeHTTP answers one AdmissionReview.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	result := h.serve(w, r, start)
+	h.opts.Metrics.request(result, time.Since(start))
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time) string {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "POST an AdmissionReview", http.StatusMethodNotAllowed)
+		return requestInvalid
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		http.Error(w, fmt.Sprintf("content type %q: want application/json", r.Header.Get("Content-Type")), http.StatusUnsupportedMediaType)
+		return requestInvalid
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
+	if tooBig := (*http.MaxBytesError)(nil); errors.As(err, &tooBig) {
+		http.Error(w, fmt.Sprintf("request body over %d bytes", tooBig.Limit), http.StatusRequestEntityTooLarge)
+		return requestInvalid
+	}
+	if err != nil {
+		http.Error(w, "read request body: "+err.Error(), http.StatusBadRequest)
+		return requestInvalid
+	}
+	review, err := decodeAdmissionReview(body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return requestInvalid
+	}
+	req := review.Request
+	o := h.review(req)
+	h.opts.Metrics.injection(o.injection)
+	respond(w, o.status, req.UID, o.resp)
+	result := requestAllowed
+	switch {
+	case o.status != http.StatusOK:
+		result = requestError
+	case !o.resp.Allowed:
+		result = requestDenied
+	}
+	// Never the Pod nor the patch: the problems of a denial at most.
+	attrs := []any{"uid", req.UID, "operation", req.Operation, "resource", req.Resource.Resource, "namespace", req.Namespace,
+		"name", o.name, "dryRun", req.DryRun != nil && *req.DryRun, "result", result, "injection", o.injection,
+		"seconds", time.Since(start).Seconds()}
+	if !o.resp.Allowed && o.resp.Result != nil {
+		attrs = append(attrs, "message", o.resp.Result.Message)
+	}
+	h.opts.Log.Info("admission review", attrs...)
+	return result
+}
+
+// outcome is the answer to one request.
+type outcome struct {
+	status    int // HTTP status
+	resp      *admissionv1.AdmissionResponse
+	injection string // result for ramvault_injector_injections_total; "" if not a Pod CREATE
+	name      string // of the object, for the log: its generateName and * when it has no name yet
+}
+
+// decodeAdmissionReview reads the one AdmissionReview of a request body.
+func decodeAdmissionReview(body []byte) (*admissionv1.AdmissionReview, error) {
+	var review admissionv1.AdmissionReview
+	if err := kjson.UnmarshalCaseSensitivePreserveInts(body, &review); err != nil {
+		return nil, fmt.Errorf("decode AdmissionReview: %w", err)
+	}
+	if review.TypeMeta != reviewType {
+		return nil, fmt.Errorf("got apiVersion %q kind %q: want an AdmissionReview of admission.k8s.io/v1 (admissionReviewVersions: [v1])", review.APIVersion, review.Kind)
+	}
+	if review.Request == nil || review.Request.UID == "" {
+		return nil, errors.New("AdmissionReview without a request, or a request without a uid")
+	}
+	return &review, nil
+}
+
+// review decides one request. A panic becomes a 500 that still carries the
+// request's UID (respond sets it).
+func (h *Handler) review(req *admissionv1.AdmissionRequest) (o outcome) {
+	o.name = req.Name
+	defer func() {
+		if p := recover(); p != nil {
+			h.opts.Log.Error("panic answering an admission review", "uid", req.UID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			o.status = http.StatusInternalServerError
+			o.resp = errored(o.status, fmt.Errorf("internal error in the ramvault injector; its log has the details of request %s", req.UID))
+			o.injection = injectionError
+		}
+	}()
+	o.status = http.StatusOK
+	if req.Kind != metav1.GroupVersionKind(podKind) || req.Resource != metav1.GroupVersionResource(podResource) ||
+		req.SubResource != "" || req.Operation != admissionv1.Create {
+		o.resp = &admissionv1.AdmissionResponse{Allowed: true}
+		return o
+	}
+	pod := &corev1.Pod{}
+	if err := kjson.UnmarshalCaseSensitivePreserveInts(req.Object.Raw, pod); err != nil {
+		o.resp, o.injection = errored(http.StatusBadRequest, fmt.Errorf("decode the Pod: %w", err)), injectionError
+		return o
+	}
+	if pod.Namespace == "" {
+		pod.Namespace = req.Namespace
+	}
+	if o.name == "" && pod.GenerateName != "" {
+		o.name = pod.GenerateName + "*"
+	}
+	out, err := h.inject(pod, h.cfg)
+	if problems := (spec.ErrorList)(nil); errors.As(err, &problems) {
+		msg := err.Error()
+		if req.DryRun == nil || !*req.DryRun {
+			h.opts.Events.Denied(pod, fmt.Sprintf("ramvault did not inject %s: %s", podLabel(pod), msg))
+		}
+		o.resp = &admissionv1.AdmissionResponse{Allowed: false, Result: &metav1.Status{
+			Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden, Message: msg}}
+		o.injection = injectionDenied
+		return o
+	}
+	if err != nil {
+		h.opts.Log.Error("inject", "uid", req.UID, "err", err)
+		o.resp, o.injection = errored(http.StatusInternalServerError, err), injectionError
+		return o
+	}
+	if apiequality.Semantic.DeepEqual(pod, out) {
+		o.resp, o.injection = &admissionv1.AdmissionResponse{Allowed: true}, injectionSkipped
+		return o
+	}
+	patch, err := PatchRaw(req.Object.Raw, pod, out)
+	if err != nil {
+		h.opts.Log.Error("patch", "uid", req.UID, "err", err)
+		o.resp, o.injection = errored(http.StatusInternalServerError, err), injectionError
+		return o
+	}
+	pt := admissionv1.PatchTypeJSONPatch
+	o.resp, o.injection = &admissionv1.AdmissionResponse{Allowed: true, Patch: patch, PatchType: &pt}, injectionInjected
+	return o
+}
+
+// errored is a response refusing the request because of err.
+func errored(code int, err error) *admissionv1.AdmissionResponse {
+	return &admissionv1.AdmissionResponse{Allowed: false, Result: &metav1.Status{
+		Status: metav1.StatusFailure, Code: int32(code), Message: err.Error()}}
+}
+
+// respond writes resp as the answer to request uid: the one place that sets
+// the response's UID.
+func respond(w http.ResponseWriter, status int, uid types.UID, resp *admissionv1.AdmissionResponse) {
+	resp.UID = uid
+	body, err := json.Marshal(admissionv1.AdmissionReview{TypeMeta: reviewType, Response: resp})
+	if err != nil {
+		http.Error(w, "encode AdmissionReview: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// podLabel names a Pod in an Event.
+func podLabel(pod *corev1.Pod) string {
+	if pod.Name == "" && pod.GenerateName != "" {
+		return fmt.Sprintf("a Pod %s* of %s", pod.GenerateName, pod.Namespace)
+	}
+	return fmt.Sprintf("Pod %s/%s", pod.Namespace, pod.Name)
+}
