@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X github.com/ramvault/ramvault/pkg/version.Version=$(VERSION)
 IMAGE_TAG ?= dev
 export CGO_ENABLED := 0
 
-.PHONY: all build deps tools vet test unit dev-up dev-down dev-status demo bench-agent image image-size clean
+.PHONY: all build deps tools vet test unit dev-up dev-down dev-status demo bench-agent bench-pods image image-size clean
 
 all: build
 
@@ -56,6 +56,9 @@ image-size:
 
 bench-agent: dev-up ## ramvault-agent vs Vault Agent 1.21.0: time to files, idle RSS
 	@$(GO) run ./test/cmd/bench-agent
+
+bench-pods: dev-up image ## Pod create→Ready with and without injection, median of 10 each
+	@$(GO) run ./test/cmd/bench-pods
 
 clean: dev-down
 	rm -rf bin .dev

@@ -1,0 +1,131 @@
+// Command bench-pods measures, on the running local stack, how long a Pod
+// takes from create to Ready with and without ramvault injected (one KV
+// secret, native sidecar, agent image from the Dockerfile): the median over
+// N Pods each, in the same run.
+//
+//	make bench-pods
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
+
+	"github.com/ramvault/ramvault/injector"
+	"github.com/ramvault/ramvault/test/stack"
+)
+
+func main() {
+	n := flag.Int("pods", 10, "Pods per variant")
+	flag.Parse()
+	if err := run(*n); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-pods:", err)
+		os.Exit(1)
+	}
+}
+
+const ns, role = "bench-pods", "bench-pods"
+
+func run(n int) error {
+	ctx := context.Background()
+	root, err := stack.RepoRoot()
+	if err != nil {
+		return err
+	}
+	dir := os.Getenv("RAMVAULT_STACK_DIR")
+	if dir == "" {
+		dir = "/var/lib/ramvault-dev"
+	}
+	env, err := stack.ReadEnv(filepath.Join(dir, "env"))
+	if err != nil {
+		return fmt.Errorf("stack not up (make dev-up): %w", err)
+	}
+	if err := stack.ImportImageArchive(ctx, env, filepath.Join(root, "bin", "images", "ramvault-agent.tar")); err != nil {
+		return fmt.Errorf("%w (make image)", err)
+	}
+	cs, err := stack.KubeClient(env.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	vc, err := env.VaultClient()
+	if err != nil {
+		return err
+	}
+	if _, err := vc.KVv2("secret").Put(ctx, "bench/pods", map[string]any{"password": "bench"}); err != nil {
+		return err
+	}
+	if _, err := env.AppRole(ctx, role, ns, `path "secret/data/bench/*" { capabilities = ["read"] }`, nil); err != nil {
+		return err
+	}
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "app"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	cfg := injector.Config{AgentImage: "localhost/ramvault-agent:dev", VaultAddr: env.PodVaultAddr, NativeSidecars: true, Version: "bench"}
+	measure := func(name string, inject bool) (time.Duration, error) {
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec: corev1.PodSpec{
+				ServiceAccountName:            "app",
+				TerminationGracePeriodSeconds: ptr.To[int64](0),
+				SecurityContext:               &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](1000), RunAsNonRoot: ptr.To(true)},
+				Containers: []corev1.Container{{Name: "app", Image: stack.BusyboxImage, ImagePullPolicy: corev1.PullNever,
+					Command: []string{"sleep", "3600"}}},
+			},
+		}
+		if inject {
+			p.Annotations = map[string]string{"ramvault.io/inject": "true", "ramvault.io/role": role, "ramvault.io/secret-kv": "secret/data/bench/pods"}
+			if p, err = injector.Inject(p, cfg); err != nil {
+				return 0, err
+			}
+		}
+		start := time.Now()
+		if _, err := cs.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			return 0, err
+		}
+		err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+			got, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+			return err == nil && stack.PodRunningReady(got), nil
+		})
+		took := time.Since(start)
+		_ = cs.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
+		return took, err
+	}
+	results := map[bool][]time.Duration{}
+	for i := 0; i < n+1; i++ { // alternate; the first pair warms up
+		for _, inject := range []bool{false, true} {
+			d, err := measure(fmt.Sprintf("p-%v-%d", inject, i), inject)
+			if err != nil {
+				return err
+			}
+			if i > 0 {
+				results[inject] = append(results[inject], d)
+			}
+		}
+	}
+	med := func(ds []time.Duration) time.Duration {
+		s := append([]time.Duration(nil), ds...)
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+		return s[len(s)/2]
+	}
+	plain, injected := med(results[false]), med(results[true])
+	fmt.Printf("\nPod create → Ready, median of %d Pods each (busybox; injected: one KV secret, native sidecar)\n\n", n)
+	fmt.Printf("| %-22s | %10s |\n|%s|%s|\n", "variant", "median", "------------------------", "------------")
+	fmt.Printf("| %-22s | %8.0fms |\n| %-22s | %8.0fms |\n| %-22s | %8.0fms |\n", "without ramvault", ms(plain), "with ramvault", ms(injected), "overhead", ms(injected-plain))
+	fmt.Printf("\ngoal: overhead ≤ 300 ms\n")
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
