@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X github.com/ramvault/ramvault/pkg/version.Version=$(VERSION)
 IMAGE_TAG ?= dev
 export CGO_ENABLED := 0
 
-.PHONY: all build deps tools vet test unit dev-up dev-down dev-status demo bench-agent bench-pods image image-size clean
+.PHONY: all build deps tools vet test unit dev-up dev-down dev-status demo bench-agent bench-pods image image-size clean bench-webhook
 
 all: build
 
@@ -62,3 +62,7 @@ bench-pods: dev-up image ## Pod create→Ready with and without injection, media
 
 clean: dev-down
 	rm -rf bin .dev
+
+bench-webhook: ## ramvault webhook vs vault-k8s v1.6.2 vs a decode-only floor: req/s, p50, p99 over HTTPS
+	@test/tools/build-vaultk8s.sh
+	@$(GO) run ./test/cmd/bench-webhook

@@ -63,3 +63,21 @@ func PatchRaw(raw []byte, original, mutated *corev1.Pod) ([]byte, error) {
 	}
 	return diff(raw, merged)
 }
+
+// patchSent diffs the Pod as the apiserver sent it with the mutated Pod. It
+// is right only when raw holds no field the Pod type does not know (the
+// caller checked, with the decode it did anyway): then the typed form loses
+// nothing of raw, and the few operations that merely restate raw in its
+// typed form (an empty resources object, say) change nothing the apiserver
+// stores. Cheaper than PatchRaw by a strategic merge and a decode.
+func patchSent(raw []byte, mutated *corev1.Pod, sentNamespace string) ([]byte, error) {
+	// The namespace the webhook filled in from the request is not the
+	// apiserver's to be told.
+	m := *mutated
+	m.Namespace = sentNamespace
+	b, err := json.Marshal(&m)
+	if err != nil {
+		return nil, err
+	}
+	return diff(raw, b)
+}

@@ -13,7 +13,6 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
-	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -158,10 +157,15 @@ func (h *Handler) review(req *admissionv1.AdmissionRequest) (o outcome) {
 		return o
 	}
 	pod := &corev1.Pod{}
-	if err := kjson.UnmarshalCaseSensitivePreserveInts(req.Object.Raw, pod); err != nil {
+	// One decode that also tells whether the Pod has fields this injector's
+	// Pod type does not know (an apiserver newer than it): only then does the
+	// patch need the slower merge into the document as sent (PatchRaw).
+	strict, err := kjson.UnmarshalStrict(req.Object.Raw, pod)
+	if err != nil {
 		o.resp, o.injection = errored(http.StatusBadRequest, fmt.Errorf("decode the Pod: %w", err)), injectionError
 		return o
 	}
+	sentNamespace := pod.Namespace
 	if pod.Namespace == "" {
 		pod.Namespace = req.Namespace
 	}
@@ -184,11 +188,17 @@ func (h *Handler) review(req *admissionv1.AdmissionRequest) (o outcome) {
 		o.resp, o.injection = errored(http.StatusInternalServerError, err), injectionError
 		return o
 	}
-	if apiequality.Semantic.DeepEqual(pod, out) {
+	_, before := pod.Annotations[StatusAnnotation]
+	if _, after := out.Annotations[StatusAnnotation]; before || !after {
 		o.resp, o.injection = &admissionv1.AdmissionResponse{Allowed: true}, injectionSkipped
 		return o
 	}
-	patch, err := PatchRaw(req.Object.Raw, pod, out)
+	var patch []byte
+	if len(strict) == 0 {
+		patch, err = patchSent(req.Object.Raw, out, sentNamespace)
+	} else {
+		patch, err = PatchRaw(req.Object.Raw, pod, out)
+	}
 	if err != nil {
 		h.opts.Log.Error("patch", "uid", req.UID, "err", err)
 		o.resp, o.injection = errored(http.StatusInternalServerError, err), injectionError
