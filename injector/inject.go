@@ -49,6 +49,12 @@ func Inject(pod *corev1.Pod, cfg Config) (*corev1.Pod, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("injector configuration: %w", err)
 	}
+	return injectValidated(pod, cfg)
+}
+
+// injectValidated is Inject for a configuration already defaulted and
+// validated: the webhook checks its configuration once, not per request.
+func injectValidated(pod *corev1.Pod, cfg Config) (*corev1.Pod, error) {
 	out := pod.DeepCopy()
 	// Checked before parsing: an injected Pod stays as it is, even if a
 	// later injector would read its annotations differently.

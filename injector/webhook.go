@@ -59,7 +59,13 @@ func NewHandler(cfg Config, opts HandlerOptions) *Handler {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	return &Handler{cfg: cfg, opts: opts, inject: Inject}
+	h := &Handler{cfg: cfg, opts: opts, inject: Inject}
+	// A valid configuration is checked here once; an invalid one keeps
+	// failing every request with the message saying what is wrong.
+	if c := cfg.withDefaults(); c.Validate() == nil {
+		h.cfg, h.inject = c, injectValidated
+	}
+	return h
 }
 
 // ServeHTTP answers one AdmissionReview.
