@@ -9,8 +9,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -45,22 +43,14 @@ while true; do sleep 1 & wait $!; done`
 // Run sets up Vault for the demo namespace, creates the app Pod (injected by
 // the same function as the webhook and `ramvault inject`) and narrates.
 func Run(ctx context.Context, out io.Writer) error {
-	root, err := stack.RepoRoot()
+	env, err := stack.Running()
 	if err != nil {
 		return err
 	}
-	stateDir := os.Getenv("RAMVAULT_STACK_DIR")
-	if stateDir == "" {
-		stateDir = "/var/lib/ramvault-dev"
-	}
-	env, err := stack.ReadEnv(filepath.Join(stateDir, "env"))
-	if err != nil {
-		return fmt.Errorf("stack is not up (run `make dev-up`): %w", err)
-	}
 	say := func(f string, a ...any) { fmt.Fprintf(out, "demo: "+f+"\n", a...) }
 	say("importing the agent image built from the Dockerfile")
-	if err := stack.ImportImageArchive(ctx, env, filepath.Join(root, "bin", "images", "ramvault-agent.tar")); err != nil {
-		return fmt.Errorf("%w (run `make image`)", err)
+	if err := stack.ImportAgentImage(ctx, env); err != nil {
+		return err
 	}
 	cs, err := stack.KubeClient(env.Kubeconfig)
 	if err != nil {
@@ -82,10 +72,7 @@ path "sys/leases/revoke" { capabilities = ["update"] }`, map[string]any{"token_t
 	if _, _, err := env.DBRole(ctx, role, "10s", "20s"); err != nil {
 		return err
 	}
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return err
-	}
-	if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "app"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+	if err := stack.AppNamespace(ctx, cs, ns); err != nil {
 		return err
 	}
 	_ = cs.CoreV1().Pods(ns).Delete(ctx, pod, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})

@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -37,12 +36,8 @@ type world struct {
 func newWorld(t *testing.T, policy string) *world {
 	t.Helper()
 	env := stack.Require(t)
-	root, err := stack.RepoRoot()
-	if err != nil {
+	if err := stack.ImportAgentImage(context.Background(), env); err != nil {
 		t.Fatal(err)
-	}
-	if err := stack.ImportImageArchive(context.Background(), env, filepath.Join(root, "bin", "images", "ramvault-agent.tar")); err != nil {
-		t.Fatalf("%v (run `make image`)", err)
 	}
 	cs, err := stack.KubeClient(env.Kubeconfig)
 	if err != nil {

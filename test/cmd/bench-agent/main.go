@@ -20,7 +20,6 @@ import (
 	"time"
 
 	authv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/ramvault/ramvault/test/stack"
@@ -48,9 +47,9 @@ func run(runs int, idle time.Duration) error {
 	if err != nil {
 		return err
 	}
-	env, err := stack.ReadEnv(filepath.Join(stackDir(), "env"))
+	env, err := stack.Running()
 	if err != nil {
-		return fmt.Errorf("stack not up (make dev-up): %w", err)
+		return err
 	}
 	cs, err := stack.KubeClient(env.Kubeconfig)
 	if err != nil {
@@ -61,8 +60,9 @@ func run(runs int, idle time.Duration) error {
 		return err
 	}
 	const ns, role = "bench-agent", "bench-agent"
-	_, _ = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-	_, _ = cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "app"}}, metav1.CreateOptions{})
+	if err := stack.AppNamespace(ctx, cs, ns); err != nil {
+		return err
+	}
 	exp := int64(3600)
 	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "app", &authv1.TokenRequest{Spec: authv1.TokenRequestSpec{Audiences: []string{"vault"}, ExpirationSeconds: &exp}}, metav1.CreateOptions{})
 	if err != nil {
@@ -175,13 +175,6 @@ path "database/creds/bench-agent" { capabilities = ["read"] }`, map[string]any{"
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func mib(b int64) float64        { return float64(b) / (1 << 20) }
-
-func stackDir() string {
-	if d := os.Getenv("RAMVAULT_STACK_DIR"); d != "" {
-		return d
-	}
-	return "/var/lib/ramvault-dev"
-}
 
 // once starts an agent in a fresh tmpfs, waits for every file, and either
 // stops it or lets it idle and reads its RSS.

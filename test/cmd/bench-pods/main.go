@@ -11,12 +11,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
@@ -38,20 +36,12 @@ const ns, role = "bench-pods", "bench-pods"
 
 func run(n int) error {
 	ctx := context.Background()
-	root, err := stack.RepoRoot()
+	env, err := stack.Running()
 	if err != nil {
 		return err
 	}
-	dir := os.Getenv("RAMVAULT_STACK_DIR")
-	if dir == "" {
-		dir = "/var/lib/ramvault-dev"
-	}
-	env, err := stack.ReadEnv(filepath.Join(dir, "env"))
-	if err != nil {
-		return fmt.Errorf("stack not up (make dev-up): %w", err)
-	}
-	if err := stack.ImportImageArchive(ctx, env, filepath.Join(root, "bin", "images", "ramvault-agent.tar")); err != nil {
-		return fmt.Errorf("%w (make image)", err)
+	if err := stack.ImportAgentImage(ctx, env); err != nil {
+		return err
 	}
 	cs, err := stack.KubeClient(env.Kubeconfig)
 	if err != nil {
@@ -67,10 +57,7 @@ func run(n int) error {
 	if _, err := env.AppRole(ctx, role, ns, `path "secret/data/bench/*" { capabilities = ["read"] }`, nil); err != nil {
 		return err
 	}
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return err
-	}
-	if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "app"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+	if err := stack.AppNamespace(ctx, cs, ns); err != nil {
 		return err
 	}
 	cfg := injector.Config{AgentImage: "localhost/ramvault-agent:dev", VaultAddr: env.PodVaultAddr, NativeSidecars: true, Version: "bench"}

@@ -1,0 +1,51 @@
+package stack
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Running returns how to reach the stack `make dev-up` started (for the
+// demo and bench commands; tests use Require).
+func Running() (Env, error) {
+	cfg, err := Config{}.withDefaults()
+	if err != nil {
+		return Env{}, err
+	}
+	env, err := ReadEnv(filepath.Join(cfg.Dir, "env"))
+	if err != nil {
+		return Env{}, fmt.Errorf("stack is not up (run `make dev-up`): %w", err)
+	}
+	return env, nil
+}
+
+// ImportAgentImage imports this checkout's agent image (bin/images, from
+// `make image`) into the stack's containerd.
+func ImportAgentImage(ctx context.Context, env Env) error {
+	root, err := RepoRoot()
+	if err != nil {
+		return err
+	}
+	if err := ImportImageArchive(ctx, env, filepath.Join(root, "bin", "images", "ramvault-agent.tar")); err != nil {
+		return fmt.Errorf("%w (run `make image`)", err)
+	}
+	return nil
+}
+
+// AppNamespace makes sure namespace ns and its ServiceAccount "app" exist.
+func AppNamespace(ctx context.Context, cs kubernetes.Interface, ns string) error {
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "app"}}
+	if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	return nil
+}
