@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/ramvault/ramvault/pkg/spec"
+	"github.com/ramvault/ramvault/test/stack"
 )
 
 type dbCreds struct {
@@ -103,7 +104,7 @@ path "sys/leases/revoke" { capabilities = ["update"] }`)
 
 	// Max TTL 10s: new credentials must arrive before the first ones end.
 	var rotated dbCreds
-	waitFor(t, 12*time.Second, "rotated credentials", func() bool {
+	stack.WaitFor(t, 12*time.Second, "rotated credentials", func() bool {
 		rotated = readCreds(t, p)
 		return rotated.Username != first.Username
 	})
@@ -111,12 +112,12 @@ path "sys/leases/revoke" { capabilities = ["update"] }`)
 	if err := e.pgLogin(rotated); err != nil {
 		t.Fatalf("the rotated credentials do not log in: %v", err)
 	}
-	waitFor(t, 5*time.Second, "a SIGHUP to the app", func() bool {
+	stack.WaitFor(t, 5*time.Second, "a SIGHUP to the app", func() bool {
 		b, _ := os.ReadFile(hupFile)
 		n, _ := strconv.Atoi(string(b))
 		return n >= 1
 	})
-	waitFor(t, 12*time.Second, "a reload POST", func() bool { return posts.Load() >= 1 })
+	stack.WaitFor(t, 12*time.Second, "a reload POST", func() bool { return posts.Load() >= 1 })
 	db2 := dbCreds{}
 	if err := json.Unmarshal([]byte(p.read(t, "db2")), &db2); err != nil {
 		t.Fatal(err)
@@ -177,7 +178,7 @@ path "kv1/*" { capabilities = ["read"] }`)
 	if _, err := e.vc.KVv2("secret").Put(ctx, name, map[string]any{"password": "second-" + e.ns}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the KV update in the file", func() bool { return p.read(t, "app") == "second-"+e.ns })
+	stack.WaitFor(t, 5*time.Second, "the KV update in the file", func() bool { return p.read(t, "app") == "second-"+e.ns })
 	var status struct {
 		Ready   bool `json:"ready"`
 		Secrets map[string]struct {
@@ -244,7 +245,7 @@ func TestInitHandsTokenAndLeasesToTheSidecar(t *testing.T) {
 	again.stop(t)
 	// This policy cannot revoke leases one by one: they end with the token,
 	// which Vault revokes in the background.
-	waitFor(t, 15*time.Second, "the credentials to be refused after the token's revocation", func() bool { return e.pgLogin(first) != nil })
+	stack.WaitFor(t, 15*time.Second, "the credentials to be refused after the token's revocation", func() bool { return e.pgLogin(first) != nil })
 }
 
 // Vault paused (SIGSTOP) for 20 s mid-lease: the files stay, the agent
@@ -276,7 +277,7 @@ func TestVaultOutageKeepsFilesAndRecovers(t *testing.T) {
 		t.Error("no retry logged while Vault was paused")
 	}
 	resume()
-	waitFor(t, 40*time.Second, "recovered credentials that log in", func() bool {
+	stack.WaitFor(t, 40*time.Second, "recovered credentials that log in", func() bool {
 		got := readCreds(t, p)
 		e.plant(got.Password)
 		return e.pgLogin(got) == nil
@@ -332,7 +333,7 @@ func TestTokenFileRotationIsUsedWhenTheAgentLogsInAgain(t *testing.T) {
 	if _, err := e.vc.KVv2("secret").Put(ctx, name, map[string]any{"k": "two-" + e.ns}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "the update after a new login", func() bool { return p.read(t, "a") == "two-"+e.ns })
+	stack.WaitFor(t, 20*time.Second, "the update after a new login", func() bool { return p.read(t, "a") == "two-"+e.ns })
 	if n := strings.Count(p.log.String(), "logged in to vault"); n != 2 {
 		t.Errorf("%d logins, want 2 (start, then after the revocation)", n)
 	}
@@ -426,9 +427,9 @@ func TestTokenAtItsMaxTTLLeadsToANewLoginAndFreshLeases(t *testing.T) {
 	p.waitReady(t, 30*time.Second)
 	first := readCreds(t, p)
 	e.plant(first.Password)
-	waitFor(t, 15*time.Second, "a second login", func() bool { return strings.Count(p.log.String(), "logged in to vault") >= 2 })
+	stack.WaitFor(t, 15*time.Second, "a second login", func() bool { return strings.Count(p.log.String(), "logged in to vault") >= 2 })
 	var second dbCreds
-	waitFor(t, 10*time.Second, "credentials issued under the new token", func() bool {
+	stack.WaitFor(t, 10*time.Second, "credentials issued under the new token", func() bool {
 		second = readCreds(t, p)
 		return second.Username != first.Username
 	})

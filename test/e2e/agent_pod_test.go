@@ -122,7 +122,7 @@ echo ready; sleep 3600`
 	w.create(pod)
 	stack.WaitPod(t, w.cs, w.ns, "app", 90*time.Second, stack.PodRunningReady)
 	var appLog string
-	waitFor(t, 20*time.Second, "the app's report", func() bool {
+	stack.WaitFor(t, 20*time.Second, "the app's report", func() bool {
 		appLog = w.logs("app", "app")
 		return strings.Contains(appLog, "ready")
 	})
@@ -150,7 +150,7 @@ echo ready; sleep 3600`
 	if err := w.cs.CoreV1().Pods(w.ns).Delete(ctx, "app", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 60*time.Second, "the Pod to be gone", func() bool {
+	stack.WaitFor(t, 60*time.Second, "the Pod to be gone", func() bool {
 		_, err := w.cs.CoreV1().Pods(w.ns).Get(ctx, "app", metav1.GetOptions{})
 		return apierrors.IsNotFound(err)
 	})
@@ -180,15 +180,4 @@ func (w *world) podTokens() []string {
 		}
 	}
 	return out
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
 }

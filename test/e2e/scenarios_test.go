@@ -78,7 +78,7 @@ func TestJobsCompleteInNativeAndInitOnlyModes(t *testing.T) {
 		}
 	}
 	for _, mode := range []string{"native", "init-only"} {
-		waitFor(t, 90*time.Second, "job-"+mode+" to complete", func() bool {
+		stack.WaitFor(t, 90*time.Second, "job-"+mode+" to complete", func() bool {
 			j, err := w.cs.BatchV1().Jobs(w.ns).Get(context.Background(), "job-"+mode, metav1.GetOptions{})
 			if err != nil {
 				return false
@@ -109,7 +109,7 @@ func TestAKilledAgentIsRestartedAndKeepsThePodsOneToken(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 60*time.Second, "the kubelet to restart the agent", func() bool {
+	stack.WaitFor(t, 60*time.Second, "the kubelet to restart the agent", func() bool {
 		p, err := w.cs.CoreV1().Pods(w.ns).Get(context.Background(), "app", metav1.GetOptions{})
 		if err != nil {
 			return false
@@ -163,7 +163,7 @@ func TestRestartReloadRestartsOnlyTheAppContainer(t *testing.T) {
 		Spec: appSpec("sleep 3600")}
 	created := w.create(pod)
 	stack.WaitPod(t, w.cs, w.ns, "app", 90*time.Second, stack.PodRunningReady)
-	waitFor(t, 60*time.Second, "the app container to be restarted after a rotation", func() bool {
+	stack.WaitFor(t, 60*time.Second, "the app container to be restarted after a rotation", func() bool {
 		p, err := w.cs.CoreV1().Pods(w.ns).Get(context.Background(), "app", metav1.GetOptions{})
 		if err != nil || p.UID != created.UID {
 			t.Fatalf("the Pod was recreated or lost: %v", err)

@@ -102,3 +102,16 @@ func PodLogs(t testing.TB, cs kubernetes.Interface, ns, pod, container string) s
 	}
 	return string(b)
 }
+
+// WaitFor polls cond until it holds, failing the test after timeout with
+// what it was waiting for.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
