@@ -38,7 +38,10 @@ func Command(ctx context.Context, verb string, out io.Writer) error {
 			return err
 		}
 		if env, err := ReadEnv(filepath.Join(cfg.Dir, "env")); err == nil && Healthy(ctx, env) == nil {
-			fmt.Fprintln(out, "stack: already up and healthy")
+			fmt.Fprintln(out, "stack: already up and healthy; deploying this checkout's ramvault")
+			if err := Deploy(ctx, env); err != nil {
+				return err
+			}
 			return finishUp(out, env, devEnv)
 		}
 		res, err := Up(ctx, cfg)

@@ -58,6 +58,11 @@ func acquire(cfg Config) (Env, error) {
 		}
 		env = res.Env
 		cfg.Progress("stack: up in %.1fs", res.Total.Seconds())
+	} else if err := Deploy(ctx, env); err != nil {
+		// Up deployed this checkout's images; a stack that was already up
+		// gets them now (unchanged images restart nothing).
+		syscall.Close(fd)
+		return Env{}, err
 	}
 	// Downgrade to shared; the descriptor stays open (and locked) until exit.
 	if err := syscall.Flock(fd, syscall.LOCK_SH); err != nil {

@@ -158,6 +158,9 @@ func (s *Stack) up(ctx context.Context) (Result, error) {
 	if err := g.Wait(); err != nil {
 		return Result{}, err
 	}
+	if err := s.timed("ramvault (in-cluster)", func() error { return Deploy(ctx, s.env) }); err != nil {
+		return Result{}, err
+	}
 	if err := s.env.WriteFile(s.p.envFile()); err != nil {
 		return Result{}, err
 	}

@@ -15,7 +15,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -24,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -34,7 +34,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
@@ -45,6 +44,10 @@ import (
 
 // testLabel selects the namespaces a test's webhook configuration applies to.
 const testLabel = "ramvault.io/webhook-test"
+
+// optOutLabel=disabled keeps a namespace from the manifests' webhook
+// configuration, and so from the injector `make dev-up` runs in the cluster.
+const optOutLabel = "ramvault.io/injection"
 
 const agentImage = "localhost/ramvault-agent:e2e"
 
@@ -71,33 +74,26 @@ func randHex(n int) string {
 }
 
 // rendered is `kubectl kustomize manifests`, one object per document.
-func rendered(t *testing.T) []*unstructured.Unstructured {
+func rendered(t *testing.T) []*unstructured.Unstructured { return renderDir(t, "manifests") }
+
+// renderDir is `kubectl kustomize <dir>` (dir relative to the repository).
+func renderDir(t *testing.T, dir string) []*unstructured.Unstructured {
 	t.Helper()
 	root, err := stack.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(filepath.Join(root, "bin", "kubectl"), "kustomize", filepath.Join(root, "manifests"))
+	cmd := exec.Command(filepath.Join(root, "bin", "kubectl"), "kustomize", filepath.Join(root, dir))
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("kubectl kustomize manifests: %v\n%s", err, stderr.String())
+		t.Fatalf("kubectl kustomize %s: %v\n%s", dir, err, stderr.String())
 	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(&stdout, 4096)
-	var objs []*unstructured.Unstructured
-	for {
-		var u unstructured.Unstructured
-		err := dec.Decode(&u.Object)
-		if errors.Is(err, io.EOF) {
-			return objs
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(u.Object) > 0 {
-			objs = append(objs, &u)
-		}
+	objs, err := stack.DecodeObjects(&stdout)
+	if err != nil {
+		t.Fatalf("%s: %v", dir, err)
 	}
+	return objs
 }
 
 // manifestWebhook is the webhook of the manifests' MutatingWebhookConfiguration.
@@ -123,7 +119,8 @@ func manifestWebhook(t *testing.T) admissionregistrationv1.MutatingWebhook {
 
 // register creates a MutatingWebhookConfiguration from the manifest's
 // webhook, calling url and trusting caBundle, for the namespaces labelled
-// testLabel=id (besides the manifest's own namespace selector). It is
+// testLabel=id (besides the manifest's own namespace selector, less its
+// opt-out: the test namespaces opt out of the in-cluster injector). It is
 // deleted when the test ends.
 func (c *cluster) register(t *testing.T, id, url string, caBundle []byte) *admissionregistrationv1.MutatingWebhookConfiguration {
 	t.Helper()
@@ -133,6 +130,7 @@ func (c *cluster) register(t *testing.T, id, url string, caBundle []byte) *admis
 	if sel == nil {
 		sel = &metav1.LabelSelector{}
 	}
+	sel.MatchExpressions = slices.DeleteFunc(sel.MatchExpressions, func(r metav1.LabelSelectorRequirement) bool { return r.Key == optOutLabel })
 	if sel.MatchLabels == nil {
 		sel.MatchLabels = map[string]string{}
 	}
@@ -156,10 +154,11 @@ func (c *cluster) register(t *testing.T, id, url string, caBundle []byte) *admis
 	return created
 }
 
-// namespace creates a namespace the webhook configuration id applies to.
+// namespace creates a namespace the webhook configuration id applies to,
+// and the in-cluster injector does not.
 func (c *cluster) namespace(t *testing.T, id string, labels map[string]string) string {
 	t.Helper()
-	l := map[string]string{testLabel: id}
+	l := map[string]string{testLabel: id, optOutLabel: "disabled"}
 	for k, v := range labels {
 		l[k] = v
 	}

@@ -1,9 +1,13 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
+	"maps"
+	"os"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,11 +17,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/ramvault/ramvault/test/stack"
 )
 
 // warnings collects the apiserver's warnings (Pod Security's, deprecations).
@@ -32,24 +39,35 @@ func (w *warnings) HandleWarningHeader(_ int, _ string, msg string) {
 	w.msgs = append(w.msgs, msg)
 }
 
-// TestManifestsDryRun: the apiserver accepts every object `kubectl
-// kustomize manifests` renders in a server-side dry run, and warns of
-// nothing (Pod Security "restricted" in the injector's namespace would warn
-// of the Deployment's template).
+// reset returns the warnings so far and forgets them.
+func (w *warnings) reset() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m := w.msgs
+	w.msgs = nil
+	return m
+}
+
+// overlays are the kustomizations users apply, and the kinds each renders.
+var overlays = map[string][]string{
+	"manifests":                       baseKinds,
+	"manifests/overlays/self-signed":  baseKinds,
+	"manifests/overlays/kind":         baseKinds,
+	"manifests/overlays/dev":          baseKinds,
+	"manifests/overlays/cert-manager": {"Certificate", "Certificate", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "Issuer", "Issuer", "MutatingWebhookConfiguration", "Namespace", "PodDisruptionBudget", "Service", "ServiceAccount"},
+}
+
+var baseKinds = []string{"ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "MutatingWebhookConfiguration", "Namespace",
+	"PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"}
+
+// TestManifestsDryRun: for the base and every overlay, the apiserver
+// accepts every object `kubectl kustomize` renders in a server-side dry run
+// and warns of nothing (Pod Security "restricted" in the injector's
+// namespace would warn of the Deployment's template); and the RBAC
+// resourceNames are the names the Deployment's flags use. cert-manager's
+// CRDs are stand-ins (testdata/cert-manager-crds.yaml).
 func TestManifestsDryRun(t *testing.T) {
 	c := newCluster(t)
-	objs := rendered(t)
-	var kinds []string
-	for _, u := range objs {
-		kinds = append(kinds, u.GetKind())
-	}
-	sort.Strings(kinds)
-	want := []string{"ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "MutatingWebhookConfiguration", "Namespace",
-		"PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"}
-	if !slices.Equal(kinds, want) {
-		t.Errorf("rendered kinds %v, want %v", kinds, want)
-	}
-
 	rc, err := clientcmd.BuildConfigFromFlags("", c.env.Kubeconfig)
 	if err != nil {
 		t.Fatal(err)
@@ -62,28 +80,104 @@ func TestManifestsDryRun(t *testing.T) {
 	}
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(c.cs.Discovery()))
 	ctx := context.Background()
-
-	// The namespaced objects need their namespace: create it from the
-	// manifest (for real) unless it exists, and remove it after.
-	for _, u := range objs {
-		if u.GetKind() == "Namespace" {
-			c.ensureNamespace(t, u)
-		}
-	}
-	for _, u := range objs {
+	apply := func(u *unstructured.Unstructured, opts metav1.ApplyOptions) error {
 		gvk := u.GroupVersionKind()
 		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 		if err != nil {
-			t.Errorf("%s: %v", gvk, err)
-			continue
+			return err
 		}
-		ri := dyn.Resource(m.Resource).Namespace(u.GetNamespace())
-		if _, err := ri.Apply(ctx, u.GetName(), u, metav1.ApplyOptions{DryRun: []string{metav1.DryRunAll}, FieldManager: "ramvault-manifests-test", Force: true}); err != nil {
-			t.Errorf("%s %s/%s: %v", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+		opts.FieldManager, opts.Force = "ramvault-manifests-test", true
+		_, err = dyn.Resource(m.Resource).Namespace(u.GetNamespace()).Apply(ctx, u.GetName(), u, opts)
+		return err
+	}
+
+	crds, err := os.ReadFile("testdata/cert-manager-crds.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := stack.DecodeObjects(bytes.NewReader(crds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range objs {
+		if err := apply(u, metav1.ApplyOptions{}); err != nil {
+			t.Fatalf("stand-in CRD %s: %v", u.GetName(), err)
+		}
+		t.Cleanup(func() {
+			_ = dyn.Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}).Delete(context.Background(), u.GetName(), metav1.DeleteOptions{})
+		})
+	}
+	waitFor(t, 30*time.Second, "the cert-manager.io kinds to be served", func() (struct{}, bool) {
+		mapper.Reset()
+		_, err1 := mapper.RESTMapping(schema.GroupKind{Group: "cert-manager.io", Kind: "Certificate"}, "v1")
+		_, err2 := mapper.RESTMapping(schema.GroupKind{Group: "cert-manager.io", Kind: "Issuer"}, "v1")
+		return struct{}{}, err1 == nil && err2 == nil
+	})
+
+	for _, dir := range slices.Sorted(maps.Keys(overlays)) {
+		t.Run(strings.ReplaceAll(dir, "/", "_"), func(t *testing.T) {
+			objs := renderDir(t, dir)
+			var kinds []string
+			for _, u := range objs {
+				kinds = append(kinds, u.GetKind())
+			}
+			sort.Strings(kinds)
+			if !slices.Equal(kinds, overlays[dir]) {
+				t.Errorf("rendered kinds %v, want %v", kinds, overlays[dir])
+			}
+			checkRBACNames(t, objs)
+			// The namespaced objects need their namespace: create it from
+			// the manifest (for real) unless it exists, and remove it after.
+			for _, u := range objs {
+				if u.GetKind() == "Namespace" {
+					c.ensureNamespace(t, u)
+				}
+			}
+			warn.reset()
+			for _, u := range objs {
+				if err := apply(u, metav1.ApplyOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+					t.Errorf("%s %s/%s: %v", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+				}
+			}
+			if msgs := warn.reset(); len(msgs) > 0 {
+				t.Errorf("the apiserver warned: %q", msgs)
+			}
+		})
+	}
+}
+
+// checkRBACNames: every name the Deployment's flags give the injector (its
+// Secret, Lease, webhook configuration) is in the resourceNames of a rule
+// of the rendered Roles — kustomize rewrites resourceNames that match a
+// generated ConfigMap's name, which once broke this.
+func checkRBACNames(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	var args []string
+	names := map[string]bool{}
+	for _, u := range objs {
+		switch u.GetKind() {
+		case "Deployment":
+			cs, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
+			for _, c := range cs {
+				a, _, _ := unstructured.NestedStringSlice(c.(map[string]any), "args")
+				args = append(args, a...)
+			}
+		case "Role", "ClusterRole":
+			rules, _, _ := unstructured.NestedSlice(u.Object, "rules")
+			for _, r := range rules {
+				rn, _, _ := unstructured.NestedStringSlice(r.(map[string]any), "resourceNames")
+				for _, n := range rn {
+					names[n] = true
+				}
+			}
 		}
 	}
-	if len(warn.msgs) > 0 {
-		t.Errorf("the apiserver warned: %q", warn.msgs)
+	for _, a := range args {
+		for _, flag := range []string{"--secret-name=", "--lease-name=", "--webhook-config-name="} {
+			if v, ok := strings.CutPrefix(a, flag); ok && !names[v] {
+				t.Errorf("the Deployment uses %s%s, but no Role grants resourceNames %q (have %v)", flag, v, v, slices.Sorted(maps.Keys(names)))
+			}
+		}
 	}
 }
 
