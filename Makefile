@@ -6,7 +6,8 @@ LDFLAGS := -s -w -X github.com/ramvault/ramvault/pkg/version.Version=$(VERSION)
 IMAGE_TAG ?= dev
 export CGO_ENABLED := 0
 
-.PHONY: all build deps tools vet test unit dev-up dev-down dev-status demo bench-agent bench-pods image image-size clean bench-webhook
+.PHONY: all build deps tools vet test unit dev-up dev-down dev-status demo bench-agent bench-pods image image-size clean bench-webhook \
+	kind-up kind-load deploy-kind e2e-kind kind-down
 
 all: build
 
@@ -36,7 +37,7 @@ test: deps tools vet image
 unit: ## tests that need no stack
 	$(GO) test -count=1 ./pkg/... ./injector/... ./sidecar/... ./cmd/...
 
-dev-up: deps tools ## start the local stack in the background; writes .dev/env
+dev-up: deps tools image ## start the local stack in the background, ramvault deployed in it (dev overlay); writes .dev/env
 	@$(GO) run ./test/cmd/devstack up
 
 dev-down: ## stop the local stack and clean the host
@@ -45,7 +46,7 @@ dev-down: ## stop the local stack and clean the host
 dev-status:
 	@$(GO) run ./test/cmd/devstack status
 
-demo: dev-up image ## the stack, the agent image, an app Pod getting rotating secrets on tmpfs
+demo: dev-up ## the stack, the agent image, an app Pod getting rotating secrets on tmpfs
 	@$(GO) run ./test/cmd/demo
 
 image: ## both Dockerfile targets (buildah here, docker where present); OCI archives in bin/images/
@@ -57,8 +58,21 @@ image-size:
 bench-agent: dev-up ## ramvault-agent vs Vault Agent 1.21.0: time to files, idle RSS
 	@$(GO) run ./test/cmd/bench-agent
 
-bench-pods: dev-up image ## Pod create→Ready with and without injection, median of 10 each
+bench-pods: dev-up ## Pod create→Ready with and without injection, median of 10 each
 	@$(GO) run ./test/cmd/bench-pods
+
+# kind, for machines with Docker (not this one): the same manifests (kind
+# overlay), the same end-to-end suite pointed at the kind cluster.
+kind-up: ## a kind cluster named ramvault
+	@test/tools/kind.sh up
+kind-load: ## build the images with Docker and load them into kind
+	@test/tools/kind.sh load
+deploy-kind: ## ramvault (kind overlay), a dev Vault and PostgreSQL (examples/kind)
+	@test/tools/kind.sh deploy
+e2e-kind: ## the end-to-end suite against the kind cluster
+	@test/tools/kind.sh e2e
+kind-down:
+	@test/tools/kind.sh down
 
 clean: dev-down
 	rm -rf bin .dev

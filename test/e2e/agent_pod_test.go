@@ -1,5 +1,7 @@
-// Package e2e runs ramvault on real Pods of the local stack, with the agent
-// image built from the Dockerfile (make image) and imported into containerd.
+// Package e2e runs ramvault on real Pods of the local stack: the images are
+// built from the Dockerfile (make image) and imported into containerd, and
+// the injector runs in the cluster from manifests/overlays/dev, so every Pod
+// here is mutated by the in-cluster webhook.
 package e2e
 
 import (
@@ -36,9 +38,6 @@ type world struct {
 func newWorld(t *testing.T, policy string) *world {
 	t.Helper()
 	env := stack.Require(t)
-	if err := stack.ImportAgentImage(context.Background(), env); err != nil {
-		t.Fatal(err)
-	}
 	cs, err := stack.KubeClient(env.Kubeconfig)
 	if err != nil {
 		t.Fatal(err)
@@ -58,20 +57,28 @@ func newWorld(t *testing.T, policy string) *world {
 	return w
 }
 
-// create injects the Pod with the same function the webhook and the CLI use,
-// then creates it.
+// create creates the Pod as written; the in-cluster webhook injects it.
 func (w *world) create(pod *corev1.Pod) *corev1.Pod {
 	w.t.Helper()
 	pod.Namespace = w.ns
-	out, err := injector.Inject(pod, injector.Config{AgentImage: agentImage, VaultAddr: w.env.PodVaultAddr, NativeSidecars: true, Version: "e2e"})
-	if err != nil {
-		w.t.Fatalf("inject: %v", err)
-	}
-	created, err := w.cs.CoreV1().Pods(w.ns).Create(context.Background(), out, metav1.CreateOptions{})
+	created, err := w.cs.CoreV1().Pods(w.ns).Create(context.Background(), pod, metav1.CreateOptions{})
 	if err != nil {
 		w.t.Fatalf("create: %v", err)
 	}
+	if !injected(created.Spec) {
+		w.t.Fatalf("the in-cluster webhook did not inject Pod %s", pod.Name)
+	}
 	return created
+}
+
+// injected says whether a Pod spec carries the agent of this checkout's image.
+func injected(spec corev1.PodSpec) bool {
+	for _, c := range append(spec.InitContainers, spec.Containers...) {
+		if (c.Name == injector.AgentContainer || c.Name == injector.AgentInitContainer) && c.Image == agentImage {
+			return true
+		}
+	}
+	return false
 }
 
 func (w *world) logs(pod, container string) string {
@@ -86,6 +93,7 @@ func TestInjectedPodGetsSecretsOnTmpfsForTheAppUserOnly(t *testing.T) {
 path "database/creds/*" { capabilities = ["read"] }`)
 	ctx := context.Background()
 	planted := "planted-" + w.ns
+	plant(w.env, planted)
 	if _, err := w.vc.KVv2("secret").Put(ctx, "e2e/"+w.ns, map[string]any{"password": planted}); err != nil {
 		t.Fatal(err)
 	}

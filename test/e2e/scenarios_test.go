@@ -15,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/ramvault/ramvault/injector"
 	"github.com/ramvault/ramvault/test/stack"
 )
 
@@ -25,6 +24,7 @@ path "sys/leases/revoke" { capabilities = ["update"] }`
 
 func (w *world) kv() string {
 	w.t.Helper()
+	plant(w.env, "planted-"+w.ns)
 	if _, err := w.vc.KVv2("secret").Put(context.Background(), "e2e/"+w.ns, map[string]any{"password": "planted-" + w.ns}); err != nil {
 		w.t.Fatal(err)
 	}
@@ -56,7 +56,6 @@ func appSpec(script string) corev1.PodSpec {
 func TestJobsCompleteInNativeAndInitOnlyModes(t *testing.T) {
 	w := newWorld(t, kvPolicy)
 	path := w.kv()
-	cfg := injector.Config{AgentImage: agentImage, VaultAddr: w.env.PodVaultAddr, NativeSidecars: true, Version: "e2e"}
 	for _, mode := range []string{"native", "init-only"} {
 		tmpl := corev1.PodTemplateSpec{
 			ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{
@@ -65,14 +64,8 @@ func TestJobsCompleteInNativeAndInitOnlyModes(t *testing.T) {
 			Spec: appSpec(`test -s /var/run/secrets/ramvault/kv && echo has-secret`),
 		}
 		tmpl.Spec.RestartPolicy = corev1.RestartPolicyNever
-		pod := &corev1.Pod{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec}
-		pod.Namespace = w.ns
-		out, err := injector.Inject(pod, cfg)
-		if err != nil {
-			t.Fatalf("%s: %v", mode, err)
-		}
 		job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "job-" + mode},
-			Spec: batchv1.JobSpec{BackoffLimit: ptr.To[int32](0), Template: corev1.PodTemplateSpec{ObjectMeta: out.ObjectMeta, Spec: out.Spec}}}
+			Spec: batchv1.JobSpec{BackoffLimit: ptr.To[int32](0), Template: tmpl}}
 		if _, err := w.cs.BatchV1().Jobs(w.ns).Create(context.Background(), job, metav1.CreateOptions{}); err != nil {
 			t.Fatalf("%s: %v", mode, err)
 		}
@@ -90,6 +83,16 @@ func TestJobsCompleteInNativeAndInitOnlyModes(t *testing.T) {
 			}
 			return j.Status.Succeeded == 1
 		})
+		pods, err := w.cs.CoreV1().Pods(w.ns).List(context.Background(), metav1.ListOptions{LabelSelector: "job-name=job-" + mode})
+		if err != nil || len(pods.Items) == 0 {
+			t.Fatalf("pods of job-%s: %v", mode, err)
+		}
+		if !injected(pods.Items[0].Spec) {
+			t.Errorf("the Pod of job-%s was not injected", mode)
+		}
+		if log := w.logs(pods.Items[0].Name, "app"); !strings.Contains(log, "has-secret") {
+			t.Errorf("job-%s: the app did not find its secret:\n%s", mode, log)
+		}
 	}
 }
 
@@ -97,6 +100,9 @@ func TestJobsCompleteInNativeAndInitOnlyModes(t *testing.T) {
 // Pod's token from the state tmpfs — Vault still holds one token for the Pod.
 func TestAKilledAgentIsRestartedAndKeepsThePodsOneToken(t *testing.T) {
 	w := newWorld(t, kvPolicy)
+	if w.env.External() {
+		t.Skip("kills the agent through the node's /proc: on the local stack only")
+	}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "app", Annotations: map[string]string{
 		"ramvault.io/inject": "true", "ramvault.io/role": w.role, "ramvault.io/secret-kv": w.kv()}},
 		Spec: appSpec("sleep 3600")}

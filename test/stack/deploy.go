@@ -94,6 +94,12 @@ func Deploy(ctx context.Context, env Env) error {
 	if err != nil {
 		return err
 	}
+	return WaitInjector(ctx, cs)
+}
+
+// WaitInjector waits until every injector replica is ready with the current
+// template and the webhook injects an opted-in Pod.
+func WaitInjector(ctx context.Context, cs kubernetes.Interface) error {
 	if err := waitInjectorRollout(ctx, cs, 120*time.Second); err != nil {
 		return err
 	}

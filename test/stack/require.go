@@ -28,6 +28,10 @@ var shared struct {
 func Require(t testing.TB) Env {
 	t.Helper()
 	shared.once.Do(func() {
+		if env, ok := external(); ok {
+			shared.env = env
+			return
+		}
 		shared.env, shared.err = acquire(Config{Progress: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }})
 	})
 	if shared.err != nil {
@@ -35,6 +39,27 @@ func Require(t testing.TB) Env {
 	}
 	return shared.env
 }
+
+// external is a cluster the tests did not start (kind: `make e2e-kind`),
+// named by RAMVAULT_KUBECONFIG, with the variables of the env file
+// (VAULT_ADDR, VAULT_TOKEN, PG*, RAMVAULT_POD_*) set by the caller. ramvault
+// is already deployed there.
+func external() (Env, bool) {
+	kc := os.Getenv("RAMVAULT_KUBECONFIG")
+	if kc == "" {
+		return Env{}, false
+	}
+	var e Env
+	for _, v := range e.vars() {
+		*v.val = os.Getenv(v.name)
+	}
+	e.Kubeconfig, e.StateDir = kc, ""
+	return e, true
+}
+
+// External says whether the tests run on a cluster they did not start, whose
+// node they cannot look into.
+func (e Env) External() bool { return e.StateDir == "" }
 
 func acquire(cfg Config) (Env, error) {
 	cfg, err := cfg.withDefaults()
