@@ -25,19 +25,6 @@ func Running() (Env, error) {
 	return env, nil
 }
 
-// ImportAgentImage imports this checkout's agent image (bin/images, from
-// `make image`) into the stack's containerd.
-func ImportAgentImage(ctx context.Context, env Env) error {
-	root, err := RepoRoot()
-	if err != nil {
-		return err
-	}
-	if err := ImportImageArchive(ctx, env, filepath.Join(root, "bin", "images", "ramvault-agent.tar")); err != nil {
-		return fmt.Errorf("%w (run `make image`)", err)
-	}
-	return nil
-}
-
 // AppNamespace makes sure namespace ns and its ServiceAccount "app" exist.
 func AppNamespace(ctx context.Context, cs kubernetes.Interface, ns string) error {
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {

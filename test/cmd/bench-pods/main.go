@@ -1,7 +1,7 @@
 // Command bench-pods measures, on the running local stack, how long a Pod
 // takes from create to Ready with and without ramvault injected (one KV
-// secret, native sidecar, agent image from the Dockerfile): the median over
-// N Pods each, in the same run.
+// secret, native sidecar, injected by the in-cluster webhook, agent image
+// from the Dockerfile): the median over N Pods each, in the same run.
 //
 //	make bench-pods
 package main
@@ -19,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 
-	"github.com/ramvault/ramvault/injector"
 	"github.com/ramvault/ramvault/test/stack"
 )
 
@@ -40,9 +39,6 @@ func run(n int) error {
 	if err != nil {
 		return err
 	}
-	if err := stack.ImportAgentImage(ctx, env); err != nil {
-		return err
-	}
 	cs, err := stack.KubeClient(env.Kubeconfig)
 	if err != nil {
 		return err
@@ -60,7 +56,6 @@ func run(n int) error {
 	if err := stack.AppNamespace(ctx, cs, ns); err != nil {
 		return err
 	}
-	cfg := injector.Config{AgentImage: "localhost/ramvault-agent:dev", VaultAddr: env.PodVaultAddr, NativeSidecars: true, Version: "bench"}
 	measure := func(name string, inject bool) (time.Duration, error) {
 		p := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
@@ -74,15 +69,16 @@ func run(n int) error {
 		}
 		if inject {
 			p.Annotations = map[string]string{"ramvault.io/inject": "true", "ramvault.io/role": role, "ramvault.io/secret-kv": "secret/data/bench/pods"}
-			if p, err = injector.Inject(p, cfg); err != nil {
-				return 0, err
-			}
 		}
 		start := time.Now()
-		if _, err := cs.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+		created, err := cs.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{})
+		if err != nil {
 			return 0, err
 		}
-		err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		if inject && len(created.Spec.InitContainers) == 0 {
+			return 0, fmt.Errorf("pod %s was not injected: is ramvault deployed (make dev-up)?", name)
+		}
+		err = wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 			got, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 			return err == nil && stack.PodRunningReady(got), nil
 		})
@@ -108,7 +104,7 @@ func run(n int) error {
 		return s[len(s)/2]
 	}
 	plain, injected := med(results[false]), med(results[true])
-	fmt.Printf("\nPod create → Ready, median of %d Pods each (busybox; injected: one KV secret, native sidecar)\n\n", n)
+	fmt.Printf("\nPod create → Ready, median of %d Pods each (busybox; injected by the in-cluster webhook: one KV secret, native sidecar)\n\n", n)
 	fmt.Printf("| %-22s | %10s |\n|%s|%s|\n", "variant", "median", "------------------------", "------------")
 	fmt.Printf("| %-22s | %8.0fms |\n| %-22s | %8.0fms |\n| %-22s | %8.0fms |\n", "without ramvault", ms(plain), "with ramvault", ms(injected), "overhead", ms(injected-plain))
 	fmt.Printf("\ngoal: overhead ≤ 300 ms\n")
