@@ -76,9 +76,10 @@ type Status struct {
 	LastReload            string     `json:"last_reload"`            // start, signal or http
 	LastReloadTime        time.Time  `json:"last_reload_time"`       // RFC 3339
 	SecretsDir            string     `json:"secrets_dir"`
-	Files                 []FileInfo `json:"files"`                 // read at each GET, sorted by name
-	FilesError            string     `json:"files_error,omitempty"` // the directory could not be listed
-	UID                   int        `json:"uid"`                   // the app's own uid and gid
+	SecretsDirFilesystem  string     `json:"secrets_dir_filesystem"` // "tmpfs", "ramfs", "other (0x…)" or "unknown"
+	Files                 []FileInfo `json:"files"`                  // read at each GET, sorted by name
+	FilesError            string     `json:"files_error,omitempty"`  // the directory could not be listed
+	UID                   int        `json:"uid"`                    // the app's own uid and gid
 	GID                   int        `json:"gid"`
 }
 
@@ -188,6 +189,7 @@ func (a *App) Status() Status {
 	st := a.st
 	a.mu.Unlock()
 	st.Files = files
+	st.SecretsDirFilesystem = filesystem(a.cfg.SecretsDir)
 	if err != nil {
 		st.FilesError = err.Error()
 	}

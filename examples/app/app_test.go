@@ -225,6 +225,9 @@ func TestStartupLogsInAndDescribesFilesWithoutValues(t *testing.T) {
 	if s.ConfigFingerprint == "" || len(s.ConfigFingerprint) != 12 {
 		t.Errorf("config fingerprint %q, want 12 hex characters", s.ConfigFingerprint)
 	}
+	if s.SecretsDirFilesystem == "" || s.SecretsDirFilesystem != db0fs(s) {
+		t.Errorf("secrets_dir_filesystem %q, want that of the files (%q)", s.SecretsDirFilesystem, db0fs(s))
+	}
 	if len(s.Files) != 2 || s.Files[0].Name != "config" || s.Files[1].Name != "db" {
 		t.Fatalf("files %+v, want config and db only (no dot files)", s.Files)
 	}
@@ -461,4 +464,11 @@ func TestPgConnectorErrorsNeverQuoteThePassword(t *testing.T) {
 	if errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("closed port reported as a timeout: %v", err)
 	}
+}
+
+func db0fs(s Status) string {
+	if len(s.Files) == 0 {
+		return ""
+	}
+	return s.Files[0].Filesystem
 }
