@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
-# Multi-stage build of the two ramvault binaries; one final target each:
-#   docker build --target agent    -t ramvault-agent .
-#   docker build --target ramvault -t ramvault .
+# Multi-stage build of the two ramvault binaries and the example app; one final
+# target each:
+#   docker build --target agent       -t ramvault-agent .
+#   docker build --target ramvault    -t ramvault .
+#   docker build --target example-app -t ramvault-example-app .   (examples/app)
 # Without a registry (the local stack), `make image` builds with buildah and a
 # builder assembled from the machine's Go toolchain: --build-arg BUILDER=localhost/go-builder:1.26
 ARG BUILDER=golang:1.26
@@ -16,9 +18,10 @@ COPY cmd ./cmd
 COPY pkg ./pkg
 COPY injector ./injector
 COPY sidecar ./sidecar
+COPY examples ./examples
 RUN --mount=type=cache,target=/gomodcache --mount=type=cache,target=/gocache \
     go build -trimpath -ldflags "-s -w -X github.com/ramvault/ramvault/pkg/version.Version=${VERSION}" \
-      -o /out/ ./cmd/ramvault ./cmd/ramvault-agent
+      -o /out/ ./cmd/ramvault ./cmd/ramvault-agent ./examples/app
 
 FROM scratch AS agent
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
@@ -31,3 +34,11 @@ COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certifica
 COPY --from=build /out/ramvault /ramvault
 USER 65532:65532
 ENTRYPOINT ["/ramvault"]
+
+# The example app (examples/app) as /example-app: the name the agent signals
+# (ramvault.io/signal-process: example-app).
+FROM scratch AS example-app
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+COPY --from=build /out/app /example-app
+USER 65532:65532
+ENTRYPOINT ["/example-app"]

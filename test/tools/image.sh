@@ -11,7 +11,7 @@ tag=${1:-dev}
 version=${2:-$tag}
 out=$root/bin/images
 mkdir -p "$out"
-targets="agent:ramvault-agent ramvault:ramvault"
+targets="agent:ramvault-agent ramvault:ramvault example-app:ramvault-example-app"
 
 if docker info >/dev/null 2>&1; then
   for t in $targets; do
