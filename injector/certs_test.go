@@ -352,6 +352,25 @@ func TestCertFilesFollowAKubeletSecretVolume(t *testing.T) {
 	waitServing(third)
 }
 
+func TestCertFilesReloadOnlyForTheirOwnFiles(t *testing.T) {
+	f := &certFiles{certFile: "/tls/tls.crt", keyFile: "./key/tls.key"}
+	for name, want := range map[string]bool{
+		"/tls/tls.crt":                 true,
+		"key/tls.key":                  true,
+		"/tls/..data":                  true,
+		"/tls/..data_tmp":              true,
+		"/tls/..2030_01_01_00_00_00.1": true,
+		"/tls/webhook.log":             false,
+		"/tls/tls.crt.swp":             false,
+		"key/tls.crt":                  false,
+		"/elsewhere/tls.crt":           false,
+	} {
+		if got := f.concerns(name); got != want {
+			t.Errorf("a change to %s concerns the pair: %v, want %v", name, got, want)
+		}
+	}
+}
+
 // syncBuffer is a bytes.Buffer safe for a logger in another goroutine.
 type syncBuffer struct {
 	mu  sync.Mutex

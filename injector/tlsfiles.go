@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -89,7 +90,8 @@ func (f *certFiles) load() error {
 }
 
 // watch starts watching the files' directories and returns the loop that
-// reloads the pair on every change in them until ctx ends. Call load first.
+// reloads the pair on every change in them that concerns it, until ctx ends.
+// Call load first.
 func (f *certFiles) watch() (func(context.Context) error, error) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -111,6 +113,16 @@ func (f *certFiles) watch() (func(context.Context) error, error) {
 	}, nil
 }
 
+// concerns says whether a change to the file name, in a watched directory,
+// may change the pair: one of the two files, or a kubelet's ..data symlink
+// and the timestamped directories it points to. The other files there (a
+// log written beside the certificate, say) would otherwise reload and parse
+// the pair on every write of theirs.
+func (f *certFiles) concerns(name string) bool {
+	name = filepath.Clean(name)
+	return name == filepath.Clean(f.certFile) || name == filepath.Clean(f.keyFile) || strings.HasPrefix(filepath.Base(name), "..")
+}
+
 func (f *certFiles) follow(ctx context.Context, w *fsnotify.Watcher) error {
 	recheck := time.NewTicker(certFilesRecheck)
 	defer recheck.Stop()
@@ -127,7 +139,9 @@ func (f *certFiles) follow(ctx context.Context, w *fsnotify.Watcher) error {
 			if !ok {
 				return errors.New("TLS file watcher closed")
 			}
-			reload(ev.Op.String() + " " + filepath.Base(ev.Name))
+			if f.concerns(ev.Name) {
+				reload(ev.Op.String() + " " + filepath.Base(ev.Name))
+			}
 		case err, ok := <-w.Errors:
 			if !ok {
 				return errors.New("TLS file watcher closed")
