@@ -1,9 +1,11 @@
 package injector
 
 import (
+	"bytes"
+	"encoding/json"
 	"net/http"
-	"net/http/httptest"
-	"strings"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -12,15 +14,36 @@ import (
 // HTTPS against vault-k8s and a floor).
 func BenchmarkHandler(b *testing.B) {
 	h := NewHandler(Config{AgentImage: "localhost/ramvault-agent:dev", VaultAddr: "https://vault:8200", NativeSidecars: true}, HandlerOptions{})
-	body := reviewBody(b, podRequest(b, "uid-1", podJSON(b, testPod()), "shop"))
+	benchmarkHandler(b, h, reviewBody(b, podRequest(b, "uid-1", podJSON(b, testPod()), "shop")))
+}
+
+// BenchmarkHandlerApiserverPod is BenchmarkHandler for the Pod of make
+// bench-webhook: a Deployment's Pod as the apiserver sends it, defaults and
+// service-account volume applied (testdata/bench/apiserver-pod.json).
+func BenchmarkHandlerApiserverPod(b *testing.B) {
+	src, err := os.ReadFile(filepath.Join("testdata", "bench", "apiserver-pod.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var raw bytes.Buffer
+	if err := json.Compact(&raw, src); err != nil {
+		b.Fatal(err)
+	}
+	cfg := defaultConfig() // of `ramvault webhook`, with the flags the bench gives
+	cfg.VaultAddr, cfg.NativeSidecars = "https://vault.vault.svc:8200", true
+	h := NewHandler(cfg, HandlerOptions{})
+	benchmarkHandler(b, h, reviewBody(b, podRequest(b, "uid-1", raw.Bytes(), "shop")))
+}
+
+func benchmarkHandler(b *testing.B, h *Handler, body []byte) {
 	b.ReportAllocs()
 	for b.Loop() {
-		r := httptest.NewRequest(http.MethodPost, "/mutate", strings.NewReader(string(body)))
-		r.Header.Set("Content-Type", "application/json")
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
+		w := post(h, body, "application/json")
 		if w.Code != http.StatusOK {
 			b.Fatal(w.Code, w.Body.String())
+		}
+		if !bytes.Contains(w.Body.Bytes(), []byte(`"patch"`)) {
+			b.Fatal("not injected:", w.Body.String())
 		}
 	}
 }

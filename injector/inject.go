@@ -49,17 +49,18 @@ func Inject(pod *corev1.Pod, cfg Config) (*corev1.Pod, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("injector configuration: %w", err)
 	}
-	return injectValidated(pod, cfg)
+	return injectInPlace(pod.DeepCopy(), cfg)
 }
 
-// injectValidated is Inject for a configuration already defaulted and
-// validated: the webhook checks its configuration once, not per request.
-func injectValidated(pod *corev1.Pod, cfg Config) (*corev1.Pod, error) {
-	out := pod.DeepCopy()
+// injectInPlace is Inject, for a configuration already defaulted and
+// validated, on pod itself, which it returns, changed only when there is no
+// error: the webhook checks its configuration once, not per request, and
+// the Pod it decoded is its own to change.
+func injectInPlace(pod *corev1.Pod, cfg Config) (*corev1.Pod, error) {
 	// Checked before parsing: an injected Pod stays as it is, even if a
 	// later injector would read its annotations differently.
 	if _, done := pod.Annotations[StatusAnnotation]; done {
-		return out, nil
+		return pod, nil
 	}
 	ann, err := spec.Parse(pod.Annotations)
 	var errs spec.ErrorList
@@ -72,9 +73,9 @@ func injectValidated(pod *corev1.Pod, cfg Config) (*corev1.Pod, error) {
 		if len(errs) > 0 {
 			return nil, errs
 		}
-		return out, nil
+		return pod, nil
 	}
-	in := &injection{pod: out, cfg: cfg, ann: ann, invalid: map[string]bool{}}
+	in := &injection{pod: pod, cfg: cfg, ann: ann, invalid: map[string]bool{}}
 	for _, e := range errs {
 		in.invalid[e.Annotation] = true
 	}
@@ -83,7 +84,7 @@ func injectValidated(pod *corev1.Pod, cfg Config) (*corev1.Pod, error) {
 		return nil, errs
 	}
 	in.apply()
-	return out, nil
+	return pod, nil
 }
 
 // injection is one Pod on its way through Inject: check decides everything
@@ -403,6 +404,8 @@ func (in *injection) checkSignalProcess() {
 	in.fail(key("signal-process"), "a signal reload needs the name of the process to signal, and container %q has no command to take it from (its image's entrypoint is not known at admission): set %s", c.Name, key("signal-process"))
 }
 
+// apply changes the Pod. The webhook's patch diffs only the fields it
+// changes (sentPod in patch.go): a new one must be added there.
 func (in *injection) apply() {
 	ps := &in.pod.Spec
 	ps.Volumes = append(ps.Volumes, in.volumes()...)

@@ -1,7 +1,10 @@
 package injector
 
 import (
+	"cmp"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"testing"
 
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
@@ -10,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -156,5 +160,79 @@ func TestPatchRaw(t *testing.T) {
 	}
 	if want, _ := json.Marshal(dupOut); !jsonpatch.Equal(patched, want) {
 		t.Errorf("with unnamed containers the patch gives\n%s\nwant\n%s", patched, want)
+	}
+}
+
+// TestPatchSent applies the webhook's patch for Pods without unknown fields
+// to the document as sent, in the shapes JSON allows where the typed Pod
+// sees none (null list elements, null and empty lists), and compares the
+// result with Inject's Pod.
+func TestPatchSent(t *testing.T) {
+	bench, err := os.ReadFile(filepath.Join("testdata", "bench", "apiserver-pod.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := func(annotations, spec string) string {
+		return `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","annotations":{"ramvault.io/inject":"true","ramvault.io/secret-db":"database/creds/web"` +
+			annotations + `}},"spec":{"securityContext":{"runAsUser":1000}` + spec + `}}`
+	}
+	const app = `{"name":"app","image":"app","command":["/app"]}`
+	cases := []struct {
+		name string
+		raw  string
+	}{
+		{"the Pod of make bench-webhook", string(bench)},
+		{"a Pod without volumes", pod(``, `,"containers":[`+app+`]`)},
+		{"null and empty lists", pod(``, `,"initContainers":null,"volumes":[],"containers":[{"name":"app","image":"app","volumeMounts":null},{"name":"b","image":"b","volumeMounts":[]}]`)},
+		{"a null container and a null volume", pod(``, `,"volumes":[null,{"name":"v","emptyDir":{}}],"containers":[null,`+app+`]`)},
+		{"init containers, the agent first", pod(``, `,"initContainers":[{"name":"a","image":"a"},{"name":"b","image":"b"}],"containers":[`+app+`]`)},
+		{"init containers, the agent last", pod(`,"ramvault.io/agent-placement":"last"`, `,"initContainers":[{"name":"a","image":"a"}],"containers":[`+app+`]`)},
+		{"mode classic appends a container", pod(`,"ramvault.io/mode":"classic"`, `,"restartPolicy":"Always","containers":[`+app+`,{"name":"b","image":"b"}]`)},
+		{"a signal reload shares the process namespace", pod(`,"ramvault.io/reload":"signal:SIGHUP"`, `,"shareProcessNamespace":null,"containers":[`+app+`]`)},
+		{"a restart reload replaces the liveness probe", pod(`,"ramvault.io/reload":"restart","ramvault.io/replace-liveness":"true","ramvault.io/containers":"app"`,
+			`,"containers":[{"name":"side","image":"s","livenessProbe":{"exec":{"command":["/ok"]}}},{"name":"app","image":"app","livenessProbe":{"httpGet":{"path":"/","port":8080},"periodSeconds":3},"volumeMounts":[{"name":"v","mountPath":"/v"}]}],"volumes":[{"name":"v","emptyDir":{}}]`)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := []byte(tc.raw)
+			in := &corev1.Pod{}
+			if strict, err := kjson.UnmarshalStrict(raw, in); err != nil || len(strict) > 0 {
+				t.Fatalf("not a Pod of known fields: %v %v", err, strict)
+			}
+			sentNamespace := in.Namespace
+			in.Namespace = cmp.Or(in.Namespace, "shop") // from the request, as the webhook does
+			out, err := Inject(in, Config{AgentImage: "agent", VaultAddr: "https://vault:8200", NativeSidecars: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out.Annotations[StatusAnnotation] == "" {
+				t.Fatal("not injected")
+			}
+			patch, err := patchSent(raw, out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := jsonpatch.DecodePatch(patch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			patched, err := p.Apply(raw)
+			if err != nil {
+				t.Fatalf("the patch does not apply to the document as sent: %v\n%s", err, patch)
+			}
+			got := &corev1.Pod{}
+			if strict, err := kjson.UnmarshalStrict(patched, got); err != nil || len(strict) > 0 {
+				t.Fatalf("the patched document is no Pod: %v %v", err, strict)
+			}
+			if got.Namespace != sentNamespace {
+				t.Errorf("the patch sets the namespace %q, which the apiserver fills in", got.Namespace)
+			}
+			got.Namespace = in.Namespace
+			if !apiequality.Semantic.DeepEqual(got, out) {
+				a, _ := yaml.Marshal(out)
+				b, _ := yaml.Marshal(got)
+				t.Errorf("the patched Pod differs from Inject's.\nInject:\n%s\npatched:\n%s\npatch: %s", a, b, patch)
+			}
+		})
 	}
 }

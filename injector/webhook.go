@@ -48,7 +48,7 @@ type HandlerOptions struct {
 type Handler struct {
 	cfg    Config
 	opts   HandlerOptions
-	inject func(*corev1.Pod, Config) (*corev1.Pod, error) // Inject; tests replace it
+	inject func(*corev1.Pod, Config) (*corev1.Pod, error) // Inject, or injectInPlace; tests replace it
 }
 
 // NewHandler returns the handler for cfg, which must be valid (Validate).
@@ -63,7 +63,7 @@ func NewHandler(cfg Config, opts HandlerOptions) *Handler {
 	// A valid configuration is checked here once; an invalid one keeps
 	// failing every request with the message saying what is wrong.
 	if c := cfg.withDefaults(); c.Validate() == nil {
-		h.cfg, h.inject = c, injectValidated
+		h.cfg, h.inject = c, injectInPlace
 	}
 	return h
 }
@@ -171,14 +171,20 @@ func (h *Handler) review(req *admissionv1.AdmissionRequest) (o outcome) {
 		o.resp, o.injection = errored(http.StatusBadRequest, fmt.Errorf("decode the Pod: %w", err)), injectionError
 		return o
 	}
-	sentNamespace := pod.Namespace
 	if pod.Namespace == "" {
 		pod.Namespace = req.Namespace
 	}
 	if o.name == "" && pod.GenerateName != "" {
 		o.name = pod.GenerateName + "*"
 	}
-	out, err := h.inject(pod, h.cfg)
+	_, before := pod.Annotations[StatusAnnotation]
+	// patchSent diffs the Pod as sent, so the injection may change the Pod
+	// decoded (injectInPlace); PatchRaw needs it as it was.
+	target := pod
+	if len(strict) > 0 {
+		target = pod.DeepCopy()
+	}
+	out, err := h.inject(target, h.cfg)
 	if problems := (spec.ErrorList)(nil); errors.As(err, &problems) {
 		msg := err.Error()
 		if req.DryRun == nil || !*req.DryRun {
@@ -194,14 +200,13 @@ func (h *Handler) review(req *admissionv1.AdmissionRequest) (o outcome) {
 		o.resp, o.injection = errored(http.StatusInternalServerError, err), injectionError
 		return o
 	}
-	_, before := pod.Annotations[StatusAnnotation]
 	if _, after := out.Annotations[StatusAnnotation]; before || !after {
 		o.resp, o.injection = &admissionv1.AdmissionResponse{Allowed: true}, injectionSkipped
 		return o
 	}
 	var patch []byte
 	if len(strict) == 0 {
-		patch, err = patchSent(req.Object.Raw, out, sentNamespace)
+		patch, err = patchSent(req.Object.Raw, out)
 	} else {
 		patch, err = PatchRaw(req.Object.Raw, pod, out)
 	}
