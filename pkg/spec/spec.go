@@ -206,7 +206,7 @@ func Parse(annotations map[string]string) (*Config, error) {
 			errs = append(errs, Error{k, "unknown annotation" + suggest(name, table)})
 			continue
 		}
-		if !secretNameRE.MatchString(secret) {
+		if !isSecretName(secret) {
 			errs = append(errs, Error{k, fmt.Sprintf("%q is not a valid secret name: lower-case letters, digits, '-', '.', '_', starting and ending with a letter or digit (it becomes the file name)", secret)})
 			continue
 		}

@@ -172,7 +172,7 @@ func FuzzParse(f *testing.F) {
 		}
 		if err == nil {
 			for _, s := range c.Secrets {
-				if !secretNameRE.MatchString(s.Name) || s.Path == "" {
+				if !isSecretName(s.Name) || s.Path == "" {
 					t.Fatalf("accepted secret %+v", s)
 				}
 			}

