@@ -545,11 +545,7 @@ func (a *Agent) revokeToken(token string) {
 	if token == "" || token == a.currentToken() {
 		return
 	}
-	v, err := newVaultAPI(a.cfg)
-	if err != nil {
-		return
-	}
-	v.setToken(token)
+	v := a.v.withToken(token)
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.CallTimeout)
 	defer cancel()
 	if err := v.revokeSelf(ctx); err != nil {

@@ -1,0 +1,228 @@
+package sidecar
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fakeVault answers a few endpoints the way Vault does and records what the
+// agent sent.
+type fakeVault struct {
+	t        *testing.T
+	handlers map[string]func(w http.ResponseWriter, r *http.Request, body map[string]any)
+	seen     chan *http.Request
+}
+
+func newFakeVault(t *testing.T) (*fakeVault, *httptest.Server) {
+	f := &fakeVault{t: t, handlers: map[string]func(http.ResponseWriter, *http.Request, map[string]any){}, seen: make(chan *http.Request, 100)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]any
+		if b, _ := io.ReadAll(r.Body); len(b) > 0 {
+			if err := json.Unmarshal(b, &body); err != nil {
+				t.Errorf("%s %s: body is not JSON: %v", r.Method, r.URL.Path, err)
+			}
+		}
+		select {
+		case f.seen <- r:
+		default:
+		}
+		h, ok := f.handlers[r.Method+" "+r.URL.Path]
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = io.WriteString(w, `{"errors":[]}`)
+			return
+		}
+		h(w, r, body)
+	}))
+	t.Cleanup(srv.Close)
+	return f, srv
+}
+
+func reply(status int, body string) func(http.ResponseWriter, *http.Request, map[string]any) {
+	return func(w http.ResponseWriter, _ *http.Request, _ map[string]any) {
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, body)
+	}
+}
+
+func testClient(t *testing.T, addr string) *vaultAPI {
+	t.Helper()
+	v, err := newVaultAPI(Config{VaultAddr: addr, VaultNamespace: "team-a", CallTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestVaultClientReadsKVv2AsTheVaultCLIDoes(t *testing.T) {
+	f, srv := newFakeVault(t)
+	f.handlers["GET /v1/sys/internal/ui/mounts/secret/app"] = reply(200, `{"data":{"type":"kv","path":"secret/","options":{"version":"2"}}}`)
+	f.handlers["GET /v1/secret/data/app"] = func(w http.ResponseWriter, r *http.Request, _ map[string]any) {
+		if r.Header.Get("X-Vault-Token") != "tok" || r.Header.Get("X-Vault-Namespace") != "team-a" || r.Header.Get("X-Vault-Request") != "true" {
+			t.Errorf("headers %v", r.Header)
+		}
+		_, _ = io.WriteString(w, `{"data":{"data":{"port":5432,"big":12345678901234567890,"pw":"x"},"metadata":{"version":7}}}`)
+	}
+	v := testClient(t, srv.URL)
+	v.setToken("tok")
+	got, err := v.get(context.Background(), "", "secret/app", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version != "7" {
+		t.Errorf("version %q, want 7", got.Version)
+	}
+	// Numbers keep Vault's spelling in every format.
+	b, _ := json.Marshal(got.Data)
+	if string(b) != `{"big":12345678901234567890,"port":5432,"pw":"x"}` {
+		t.Errorf("data %s", b)
+	}
+}
+
+func TestVaultClientAnswers(t *testing.T) {
+	f, srv := newFakeVault(t)
+	f.handlers["GET /v1/sys/internal/ui/mounts/database/creds/app"] = reply(200, `{"data":{"type":"database","path":"database/"}}`)
+	f.handlers["GET /v1/database/creds/app"] = reply(200, `{"lease_id":"database/creds/app/abc","lease_duration":600,"renewable":true,"data":{"username":"u","password":"p"}}`)
+	f.handlers["GET /v1/sys/internal/ui/mounts/secret/gone"] = reply(403, `{"errors":["permission denied"]}`)
+	f.handlers["GET /v1/secret/gone"] = reply(404, `{"errors":[]}`)
+	f.handlers["GET /v1/sys/internal/ui/mounts/secret/data/deleted"] = reply(200, `{"data":{"type":"kv","path":"secret/","options":{"version":"2"}}}`)
+	f.handlers["GET /v1/secret/data/deleted"] = reply(404, `{"data":{"data":null,"metadata":{"version":2,"deletion_time":"2025-01-01T00:00:00Z"}}}`)
+	f.handlers["GET /v1/sys/internal/ui/mounts/locked/denied"] = reply(403, `{"errors":["permission denied"]}`)
+	f.handlers["GET /v1/locked/denied"] = reply(403, `{"errors":["1 error occurred:\n\t* permission denied\n\n"]}`)
+	f.handlers["PUT /v1/pki/issue/web"] = func(w http.ResponseWriter, _ *http.Request, body map[string]any) {
+		if body["common_name"] != "a.example" {
+			t.Errorf("pki body %v", body)
+		}
+		_, _ = io.WriteString(w, `{"data":{"serial_number":"1a:2b","expiration":1900000000,"certificate":"C"}}`)
+	}
+	f.handlers["GET /v1/auth/token/lookup-self"] = reply(200, `{"data":{"ttl":3599,"policies":["default"]}}`)
+	f.handlers["PUT /v1/sys/leases/renew"] = func(w http.ResponseWriter, _ *http.Request, body map[string]any) {
+		if body["lease_id"] != "L" || body["increment"] != float64(600) {
+			t.Errorf("renew body %v", body)
+		}
+		_, _ = io.WriteString(w, `{"lease_id":"L","lease_duration":300,"renewable":true}`)
+	}
+	f.handlers["PUT /v1/auth/token/renew-self"] = reply(200, `{"auth":{"client_token":"tok","lease_duration":1800,"renewable":true}}`)
+	f.handlers["PUT /v1/auth/token/revoke-self"] = reply(204, ``)
+	f.handlers["PUT /v1/sys/leases/revoke"] = reply(204, ``)
+	v := testClient(t, srv.URL)
+	v.setToken("tok")
+	ctx := context.Background()
+
+	t.Run("a leased secret carries its lease", func(t *testing.T) {
+		got, err := v.get(ctx, "", "database/creds/app", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.LeaseID != "database/creds/app/abc" || got.LeaseDuration != 10*time.Minute || !got.Renewable || got.Data["username"] != "u" {
+			t.Errorf("got %+v", got)
+		}
+	})
+	t.Run("a missing path is not found, and permanent", func(t *testing.T) {
+		_, err := v.get(ctx, "", "secret/gone", nil)
+		if !errors.Is(err, errNotFound) || !permanent(err) {
+			t.Errorf("err %v", err)
+		}
+	})
+	t.Run("a deleted KV v2 version is not found", func(t *testing.T) {
+		_, err := v.get(ctx, "", "secret/data/deleted", nil)
+		if !errors.Is(err, errNotFound) || !strings.Contains(err.Error(), "deleted") {
+			t.Errorf("err %v", err)
+		}
+	})
+	t.Run("a denial says so and names the path", func(t *testing.T) {
+		_, err := v.get(ctx, "", "locked/denied", nil)
+		if !denied(err) || !permanent(err) || !strings.Contains(err.Error(), "permission denied") || !strings.Contains(err.Error(), "GET /v1/locked/denied: 403") {
+			t.Errorf("err %v", err)
+		}
+	})
+	t.Run("a write sends its parameters and reads the certificate's serial and end", func(t *testing.T) {
+		got, err := v.get(ctx, "write", "pki/issue/web", map[string]string{"common_name": "a.example"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Version != "1a:2b" || !got.NotAfter.Equal(time.Unix(1900000000, 0)) {
+			t.Errorf("got %+v", got)
+		}
+	})
+	t.Run("token and lease calls", func(t *testing.T) {
+		if ttl, err := v.lookupSelf(ctx); err != nil || ttl != 3599*time.Second {
+			t.Errorf("lookup-self %v %v", ttl, err)
+		}
+		if ttl, err := v.renewLease(ctx, "L", 10*time.Minute); err != nil || ttl != 5*time.Minute {
+			t.Errorf("renew %v %v", ttl, err)
+		}
+		if ttl, ok, err := v.renewSelf(ctx); err != nil || ttl != 30*time.Minute || !ok {
+			t.Errorf("renew-self %v %v %v", ttl, ok, err)
+		}
+		if err := v.revokeLease(ctx, "L"); err != nil {
+			t.Error(err)
+		}
+		if err := v.revokeSelf(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Run("a write to a missing path is an error", func(t *testing.T) {
+		_, err := v.get(ctx, "write", "nothing/here", nil)
+		var re *responseError
+		if !errors.As(err, &re) || re.StatusCode != 404 {
+			t.Errorf("err %v", err)
+		}
+	})
+}
+
+func TestLoginSendsTheTokenFileAndNoVaultToken(t *testing.T) {
+	f, srv := newFakeVault(t)
+	f.handlers["PUT /v1/auth/k8s/login"] = func(w http.ResponseWriter, r *http.Request, body map[string]any) {
+		if r.Header.Get("X-Vault-Token") != "" {
+			t.Error("a login carried the previous Vault token")
+		}
+		if body["jwt"] != "jwt-1" || body["role"] != "app" {
+			t.Errorf("login body %v", body)
+		}
+		_, _ = io.WriteString(w, `{"auth":{"client_token":"s.new","lease_duration":3600,"renewable":true,"policies":["default","app"]}}`)
+	}
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("jwt-1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v := testClient(t, srv.URL)
+	v.setToken("s.old")
+	auth, err := v.login(context.Background(), "k8s", "app", tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth.ClientToken != "s.new" || auth.LeaseDuration != 3600 || !auth.Renewable {
+		t.Errorf("auth %+v", auth)
+	}
+	if _, err := v.login(context.Background(), "kubernetes", "app", tokenFile); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("login to a missing auth mount: %v", err)
+	}
+}
+
+func TestRedirectsNeverDowngradeHTTPS(t *testing.T) {
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		t.Error("the token was sent over http after a redirect")
+	}))
+	t.Cleanup(plain.Close)
+	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, plain.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(tlsSrv.Close)
+	v := testClient(t, tlsSrv.URL)
+	v.hc = tlsSrv.Client()
+	v.hc.CheckRedirect = testClient(t, tlsSrv.URL).hc.CheckRedirect
+	v.setToken("tok")
+	if _, err := v.lookupSelf(context.Background()); err == nil || !strings.Contains(err.Error(), "downgrade") {
+		t.Errorf("err %v", err)
+	}
+}
