@@ -114,6 +114,7 @@ type Agent struct {
 	renderers map[string]*renderer
 	reloader  *reloader
 	metrics   *metrics
+	rotated   *rotation // the service-account token file changed
 	ready     atomic.Bool
 
 	mu           sync.Mutex
@@ -142,7 +143,7 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, log: cfg.Log, v: v, w: w, store: store, renderers: map[string]*renderer{}, metrics: newMetrics(cfg.Now)}
+	a := &Agent{cfg: cfg, log: cfg.Log, v: v, w: w, store: store, renderers: map[string]*renderer{}, metrics: newMetrics(cfg.Now), rotated: newRotation()}
 	for _, s := range cfg.Spec.Secrets {
 		r, err := newRenderer(s)
 		if err != nil {
@@ -160,6 +161,11 @@ func New(cfg Config) (*Agent, error) {
 func (a *Agent) Run(ctx context.Context) error {
 	if a.cfg.Harden {
 		harden(a.log)
+	}
+	if a.cfg.VaultTokenFile == "" {
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		watchTokenFile(wctx, a.cfg.TokenFile, a.rotated, a.log)
 	}
 	if a.cfg.Mode == ModeSidecar {
 		stop, err := a.serve()
@@ -204,7 +210,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // firstWrite logs in (or reuses the token the init container left) and
 // writes every secret not already valid on the volume, retrying with backoff.
 func (a *Agent) firstWrite(ctx context.Context) error {
-	if err := retry(ctx, a, "log in", func(ctx context.Context) error { return a.ensureToken(ctx) }); err != nil {
+	if err := retryLogin(ctx, a, "log in", a.ensureToken); err != nil {
 		return err
 	}
 	// Every secret is fetched concurrently: the first write is what the
@@ -460,7 +466,7 @@ func (a *Agent) plan(s spec.Secret, ss secretState) (renew bool, at time.Time) {
 
 func (a *Agent) renew(ctx context.Context, s spec.Secret, ss secretState) error {
 	var ttl time.Duration
-	err := retryUntil(ctx, a, "renew "+s.Name, ss.Expires, func(ctx context.Context) error {
+	err := retryWith(ctx, a, "renew "+s.Name, retryOpts{deadline: ss.Expires}, func(ctx context.Context) error {
 		var err error
 		ttl, err = a.v.renewLease(ctx, ss.LeaseID, ss.LeaseDuration)
 		a.metrics.renewal(s.Name, err)
@@ -517,7 +523,7 @@ func (a *Agent) tokenLoop(ctx context.Context) {
 			a.log.Info("vault token can no longer be extended; logging in again", "err", err)
 		}
 		oldToken := a.currentToken()
-		if err := retry(ctx, a, "log in again", a.login); err != nil {
+		if err := retryLogin(ctx, a, "log in again", a.login); err != nil {
 			return
 		}
 		a.reissueLeased(ctx)
@@ -708,7 +714,19 @@ func (a *Agent) healthMux() *http.ServeMux {
 // a cap; denials back off faster to the cap. A denial caused by an invalid
 // agent token (revoked, expired) triggers a new login first.
 func retry(ctx context.Context, a *Agent, what string, f func(context.Context) error) error {
-	return retryUntil(ctx, a, what, time.Time{}, f)
+	return retryWith(ctx, a, what, retryOpts{}, f)
+}
+
+// retryLogin is retry for a login: a denial does not lead to another login,
+// and a new service-account token (the kubelet rotated the file) ends the
+// backoff at once.
+func retryLogin(ctx context.Context, a *Agent, what string, f func(context.Context) error) error {
+	return retryWith(ctx, a, what, retryOpts{login: true}, f)
+}
+
+type retryOpts struct {
+	deadline time.Time // give up rather than wait past it (zero: never)
+	login    bool      // f logs in
 }
 
 // reauth logs in again when Vault denied a call because the agent's own
@@ -748,11 +766,13 @@ func (a *Agent) reauth(ctx context.Context, cause error) {
 	a.save()
 }
 
-// retryUntil is retry that also gives up at deadline (when not zero).
-func retryUntil(ctx context.Context, a *Agent, what string, deadline time.Time, f func(context.Context) error) error {
+// retryWith is retry with options.
+func retryWith(ctx context.Context, a *Agent, what string, o retryOpts, f func(context.Context) error) error {
 	wait := 250 * time.Millisecond
 	const maxWait = 30 * time.Second
 	for attempt := 1; ; attempt++ {
+		// Taken before the attempt: a token rotation during it counts.
+		rotated := a.rotated.wait()
 		err := f(ctx)
 		if err == nil {
 			if attempt > 1 {
@@ -765,20 +785,27 @@ func retryUntil(ctx context.Context, a *Agent, what string, deadline time.Time, 
 		if ctx.Err() != nil {
 			return err
 		}
-		if what != "log in" && what != "log in again" {
+		if !o.login {
 			a.reauth(ctx, err)
 		}
 		if permanent(err) {
 			wait = min(wait*4, maxWait)
 		}
-		if !deadline.IsZero() && a.cfg.Now().Add(wait).After(deadline) {
+		if !o.deadline.IsZero() && a.cfg.Now().Add(wait).After(o.deadline) {
 			return err
+		}
+		// A new service-account token can help a login, and a call Vault
+		// denied: its retry logs in again when the agent's token is invalid.
+		if !o.login && !denied(err) {
+			rotated = nil
 		}
 		a.log.Warn("vault call failed; retrying", "what", what, "attempt", attempt, "retry_in", wait.String(), "err", err)
 		select {
 		case <-ctx.Done():
 			return err
 		case <-a.cfg.After(jitter(wait)):
+		case <-rotated:
+			a.log.Info("service-account token file changed; retrying now", "what", what)
 		}
 		wait = min(wait*2, maxWait)
 	}
