@@ -52,8 +52,8 @@ demo: dev-up ## the stack, the agent image, an app Pod getting rotating secrets 
 image: ## both Dockerfile targets (buildah here, docker where present); OCI archives in bin/images/
 	@test/tools/image.sh $(IMAGE_TAG) $(VERSION)
 
-image-size:
-	@for f in bin/images/*.tar; do printf '%-28s %6.1f MB\n' "$$(basename $$f .tar)" "$$(echo "$$(stat -c %s $$f) / 1000000" | bc -l)"; done
+image-size: ## compressed and unpacked size of each image in bin/images, against the goals
+	@$(GO) run ./test/cmd/image-size
 
 bench-agent: dev-up ## ramvault-agent vs Vault Agent 1.21.0: time to files, idle RSS
 	@$(GO) run ./test/cmd/bench-agent
