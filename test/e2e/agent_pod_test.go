@@ -155,6 +155,9 @@ echo ready; sleep 3600`
 	if len(accessors) != 1 {
 		t.Fatalf("%d Vault tokens for the Pod, want 1", len(accessors))
 	}
+	if l, err := w.vc.Logical().List("sys/leases/lookup/" + dbPath); err != nil || l == nil || len(l.Data["keys"].([]any)) != 1 {
+		t.Fatalf("want the Pod's one database lease before the delete: %v %v", l, err)
+	}
 	if err := w.cs.CoreV1().Pods(w.ns).Delete(ctx, "app", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -164,6 +167,14 @@ echo ready; sleep 3600`
 	})
 	if _, err := w.vc.Logical().Write("auth/token/lookup-accessor", map[string]any{"accessor": accessors[0]}); err == nil {
 		t.Error("the Pod's Vault token still exists after the Pod was deleted")
+	}
+	// Its database lease (max TTL 10m) is gone too: revoked, not expired.
+	leases, err := w.vc.Logical().List("sys/leases/lookup/" + dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if leases != nil && len(leases.Data["keys"].([]any)) > 0 {
+		t.Errorf("the Pod's database leases outlive it: %v", leases.Data["keys"])
 	}
 }
 
