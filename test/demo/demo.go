@@ -207,7 +207,7 @@ func exampleObjects(env stack.Env) ([]runtime.Object, error) {
 					case "PGHOST":
 						c.Env[j].Value = env.PodPGHost
 					case "PGPORT":
-						c.Env[j].Value = env.PGPort
+						c.Env[j].Value = env.PodPGPort
 					}
 				}
 			}

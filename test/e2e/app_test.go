@@ -59,7 +59,7 @@ func (w *world) exampleApp(name, kvPath, dbPath, reload string) *appsv1.Deployme
 					SecurityContext:               &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](10001), RunAsNonRoot: ptr.To(true)},
 					Containers: []corev1.Container{
 						{Name: "app", Image: exampleImage, ImagePullPolicy: corev1.PullIfNotPresent,
-							Env: []corev1.EnvVar{{Name: "PGHOST", Value: w.env.PodPGHost}, {Name: "PGPORT", Value: w.env.PGPort},
+							Env: []corev1.EnvVar{{Name: "PGHOST", Value: w.env.PodPGHost}, {Name: "PGPORT", Value: w.env.PodPGPort},
 								{Name: "PGSSLMODE", Value: "disable"}}},
 						{Name: "other", Image: stack.BusyboxImage, ImagePullPolicy: corev1.PullNever,
 							Command: []string{"sh", "-c", "ls /var/run/secrets/ramvault 2>&1; sleep 3600"}},

@@ -20,6 +20,7 @@ type Env struct {
 	PGPassword   string
 	PodVaultAddr string // Vault as seen from inside a Pod
 	PodPGHost    string // PostgreSQL as seen from inside a Pod
+	PodPGPort    string
 	CACert       string // the cluster CA (PEM file)
 	StateDir     string
 }
@@ -42,6 +43,7 @@ func (e *Env) vars() []struct {
 		{"PGPASSWORD", &e.PGPassword},
 		{"RAMVAULT_POD_VAULT_ADDR", &e.PodVaultAddr},
 		{"RAMVAULT_POD_PGHOST", &e.PodPGHost},
+		{"RAMVAULT_POD_PGPORT", &e.PodPGPort},
 		{"RAMVAULT_CLUSTER_CA", &e.CACert},
 		{"RAMVAULT_STACK_DIR", &e.StateDir},
 	}

@@ -129,6 +129,7 @@ func (s *Stack) up(ctx context.Context) (Result, error) {
 		PGPort:       fmt.Sprint(PostgresPort),
 		PGUser:       "postgres",
 		PodPGHost:    Gateway,
+		PodPGPort:    fmt.Sprint(PostgresPort),
 		CACert:       s.p.pki("ca.crt"),
 		StateDir:     s.p.root,
 		VaultToken:   "dev-root-" + randHex(12),

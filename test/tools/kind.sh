@@ -133,6 +133,7 @@ e2e() {
     VAULT_TOKEN=$token \
     RAMVAULT_POD_VAULT_ADDR=http://vault.vault.svc:8200 \
     RAMVAULT_POD_PGHOST=postgres.vault.svc \
+    RAMVAULT_POD_PGPORT=5432 \
     PGHOST=127.0.0.1 PGPORT=$pg_port PGUSER=postgres \
     PGPASSWORD=$pgpass \
     go test ./test/e2e/ -count=1 "$@" || status=$?
