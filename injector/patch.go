@@ -30,10 +30,20 @@ func diff(a, b []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("diff pods: %w", err)
 	}
-	if ops == nil {
-		ops = []jsonpatch.Operation{}
+	// The library marshals each operation; an array of them needs no
+	// reflection, nor a second pass over what it wrote.
+	out := []byte{'['}
+	for i := range ops {
+		op, err := ops[i].MarshalJSON()
+		if err != nil {
+			return nil, fmt.Errorf("marshal the patch: %w", err)
+		}
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, op...)
 	}
-	return json.Marshal(ops)
+	return append(out, ']'), nil
 }
 
 // PatchRaw is Patch for raw, the Pod as the apiserver sent it, of which
@@ -64,105 +74,152 @@ func PatchRaw(raw []byte, original, mutated *corev1.Pod) ([]byte, error) {
 	return diff(raw, merged)
 }
 
-// patchSent diffs the Pod as the apiserver sent it with the mutated Pod. It
-// is right only when raw holds no field the Pod type does not know (the
-// caller checked, with the decode it did anyway): then the typed form loses
-// nothing of raw. And it diffs only what Inject may change (sentPod and
-// mutatedPod), as raw has it against the mutated Pod's, which keeps the
-// diff off the rest of the Pod, a few kilobytes decoded twice into maps:
-// the rest of the mutated Pod is raw decoded. Cheaper than PatchRaw by a
-// strategic merge and two decodes, and than Patch by most of the diff.
-func patchSent(raw []byte, mutated *corev1.Pod) ([]byte, error) {
-	var sent sentPod
-	if err := kjson.UnmarshalCaseSensitivePreserveInts(raw, &sent); err != nil {
-		return nil, fmt.Errorf("decode the Pod sent: %w", err)
-	}
-	a, err := json.Marshal(&sent)
+// patchStrict is the patch for a Pod decoded strictly from the document the
+// apiserver sent (no field unknown, none twice), so that the typed Pod says
+// what the document holds, up to zero values the document may leave out or
+// restate. before is the shape of that Pod, taken before Inject changed it
+// in place. The library diffs two small documents in the Pod's JSON shape
+// (podView), what Inject may change before and after, instead of two whole
+// Pods. Where the document may hold something other than the typed Pod (a
+// container sent as null, a replaced liveness probe or init container list
+// that restates or leaves out zero fields) the view before is null: the
+// library then replaces the whole value, and never touches a field of it
+// the document may not have. Cheaper than PatchRaw by a strategic merge and
+// two decodes, and than Patch by most of the diff.
+func patchStrict(before *podShape, mutated *corev1.Pod) ([]byte, error) {
+	v, w := views(before, mutated)
+	a, err := json.Marshal(v)
 	if err != nil {
-		return nil, fmt.Errorf("marshal the Pod sent: %w", err)
+		return nil, fmt.Errorf("marshal original pod: %w", err)
 	}
-	b, err := json.Marshal(newMutatedPod(mutated, &sent))
+	b, err := json.Marshal(w)
 	if err != nil {
 		return nil, fmt.Errorf("marshal mutated pod: %w", err)
 	}
 	return diff(a, b)
 }
 
-// sentPod is what Inject may change of a Pod (injection.apply), as the
-// apiserver sent it: the annotations, the init containers, the volume
-// mounts and liveness probe of each container, the containers after them,
-// the volumes after them and shareProcessNamespace. Of the volumes, and of a
-// container, it keeps the place only (an object, or JSON null): Inject
-// appends volumes and changes no other field of a container. A field
-// Inject comes to change must be added here and to mutatedPod, or the
-// webhook's patch misses it (TestHandlerGolden then says so).
-type sentPod struct {
-	Metadata *struct {
-		Annotations json.RawMessage `json:"annotations,omitempty"`
-	} `json:"metadata,omitempty"`
-	Spec *struct {
-		InitContainers        json.RawMessage  `json:"initContainers,omitempty"`
-		Containers            []*sentContainer `json:"containers,omitempty"`
-		Volumes               []*struct{}      `json:"volumes,omitempty"`
-		ShareProcessNamespace json.RawMessage  `json:"shareProcessNamespace,omitempty"`
-	} `json:"spec,omitempty"`
+// podShape is what patchStrict needs of a Pod before Inject changes it: the
+// fields Inject changes (injection.apply), and the lengths of the lists it
+// appends to or inserts into.
+type podShape struct {
+	annotations           int
+	initContainers        int
+	containers            []containerShape
+	volumes               int
+	shareProcessNamespace *bool
 }
 
-type sentContainer struct {
-	VolumeMounts  json.RawMessage `json:"volumeMounts,omitempty"`
-	LivenessProbe json.RawMessage `json:"livenessProbe,omitempty"`
+type containerShape struct {
+	named         bool // then the document sent has an object there, not null
+	mounts        int
+	livenessProbe *corev1.Probe
 }
 
-// mutatedPod is sentPod of the mutated Pod, with corev1's JSON names and
-// omissions. Where the Pod sent has no object, at the place of a container
-// or volume, it holds the whole container or volume of the mutated Pod.
-type mutatedPod struct {
+func shapeOf(pod *corev1.Pod) *podShape {
+	ps := &pod.Spec
+	s := &podShape{annotations: len(pod.Annotations), initContainers: len(ps.InitContainers),
+		containers: make([]containerShape, len(ps.Containers)), volumes: len(ps.Volumes), shareProcessNamespace: ps.ShareProcessNamespace}
+	for i, c := range ps.Containers {
+		s.containers[i] = containerShape{named: c.Name != "", mounts: len(c.VolumeMounts), livenessProbe: c.LivenessProbe}
+	}
+	return s
+}
+
+// podView is the part of a Pod that Inject may change, in the Pod's JSON
+// shape, so that the library's paths are the Pod's. Inject changes no
+// element of the volumes and mounts already there, and no annotation but
+// adds the status: those elements are null in both views (the library
+// skips a pair of nulls) and the annotations an empty object before. What
+// Inject adds is whole. Unset fields are left out, as in corev1. An opted-in
+// Pod has annotations, so the document sent has metadata; a Pod with
+// containers has a spec.
+type podView struct {
 	Metadata struct {
-		Annotations map[string]string `json:"annotations,omitempty"`
+		Annotations any `json:"annotations,omitempty"`
 	} `json:"metadata"`
 	Spec struct {
-		InitContainers        []corev1.Container `json:"initContainers,omitempty"`
-		Containers            []any              `json:"containers"`
-		Volumes               []any              `json:"volumes,omitempty"`
-		ShareProcessNamespace *bool              `json:"shareProcessNamespace,omitempty"`
+		InitContainers        any   `json:"initContainers,omitempty"`
+		Containers            []any `json:"containers,omitempty"`
+		Volumes               []any `json:"volumes,omitempty"`
+		ShareProcessNamespace any   `json:"shareProcessNamespace,omitempty"`
 	} `json:"spec"`
 }
 
-type mutatedContainer struct {
-	VolumeMounts  []corev1.VolumeMount `json:"volumeMounts,omitempty"`
-	LivenessProbe *corev1.Probe        `json:"livenessProbe,omitempty"`
+type containerView struct {
+	VolumeMounts  []any `json:"volumeMounts,omitempty"`
+	LivenessProbe any   `json:"livenessProbe,omitempty"`
 }
 
-func newMutatedPod(pod *corev1.Pod, sent *sentPod) *mutatedPod {
-	var m mutatedPod
-	m.Metadata.Annotations = pod.Annotations
+// null is a JSON null in a view: the value before, which the library
+// replaces whole.
+type null struct{}
+
+func (null) MarshalJSON() ([]byte, error) { return []byte("null"), nil }
+
+// views are the podViews of the Pod of shape s and of pod, that Pod after
+// Inject.
+func views(s *podShape, pod *corev1.Pod) (before, after *podView) {
+	before, after = &podView{}, &podView{}
+	if status, ok := pod.Annotations[StatusAnnotation]; ok && s.annotations > 0 {
+		before.Metadata.Annotations = struct{}{}
+		after.Metadata.Annotations = map[string]string{StatusAnnotation: status}
+	} else if len(pod.Annotations) > 0 {
+		after.Metadata.Annotations = pod.Annotations
+	}
 	ps := &pod.Spec
-	m.Spec.InitContainers, m.Spec.ShareProcessNamespace = ps.InitContainers, ps.ShareProcessNamespace
-	var sentContainers []*sentContainer
-	var sentVolumes []*struct{}
-	if sent.Spec != nil {
-		sentContainers, sentVolumes = sent.Spec.Containers, sent.Spec.Volumes
+	if len(ps.InitContainers) != s.initContainers {
+		if s.initContainers > 0 {
+			before.Spec.InitContainers = null{}
+		}
+		if len(ps.InitContainers) > 0 {
+			after.Spec.InitContainers = ps.InitContainers
+		}
 	}
-	if ps.Containers != nil {
-		m.Spec.Containers = make([]any, len(ps.Containers))
+	if !ptrEqual(ps.ShareProcessNamespace, s.shareProcessNamespace) {
+		if s.shareProcessNamespace != nil {
+			before.Spec.ShareProcessNamespace = *s.shareProcessNamespace
+		}
+		if ps.ShareProcessNamespace != nil {
+			after.Spec.ShareProcessNamespace = *ps.ShareProcessNamespace
+		}
 	}
+	before.Spec.Volumes, after.Spec.Volumes = make([]any, s.volumes), appended(s.volumes, ps.Volumes)
+	before.Spec.Containers, after.Spec.Containers = make([]any, len(s.containers)), make([]any, len(ps.Containers))
 	for i := range ps.Containers {
 		c := &ps.Containers[i]
-		if i < len(sentContainers) && sentContainers[i] != nil {
-			m.Spec.Containers[i] = mutatedContainer{VolumeMounts: c.VolumeMounts, LivenessProbe: c.LivenessProbe}
-		} else {
-			m.Spec.Containers[i] = c
+		if i >= len(s.containers) || !s.containers[i].named {
+			after.Spec.Containers[i] = c // appended, or perhaps null in the document sent
+			continue
 		}
-	}
-	if len(ps.Volumes) > 0 {
-		m.Spec.Volumes = make([]any, len(ps.Volumes))
-	}
-	for i := range ps.Volumes {
-		if i < len(sentVolumes) && sentVolumes[i] != nil {
-			m.Spec.Volumes[i] = struct{}{}
-		} else {
-			m.Spec.Volumes[i] = &ps.Volumes[i]
+		cs := s.containers[i]
+		b, a := &containerView{VolumeMounts: make([]any, cs.mounts)}, &containerView{VolumeMounts: appended(cs.mounts, c.VolumeMounts)}
+		if c.LivenessProbe != cs.livenessProbe && !apiequality.Semantic.DeepEqual(c.LivenessProbe, cs.livenessProbe) {
+			if cs.livenessProbe != nil {
+				b.LivenessProbe = null{}
+			}
+			if c.LivenessProbe != nil {
+				a.LivenessProbe = c.LivenessProbe
+			}
 		}
+		before.Spec.Containers[i], after.Spec.Containers[i] = b, a
 	}
-	return &m
+	return before, after
+}
+
+func ptrEqual[T comparable](a, b *T) bool {
+	return a == b || a != nil && b != nil && *a == *b
+}
+
+// appended is the view of a list Inject only appends to, of which the Pod
+// had n elements before: n nulls, then the elements appended.
+func appended[T any](n int, list []T) []any {
+	if len(list) == 0 {
+		return nil
+	}
+	v := make([]any, len(list))
+	for i := n; i < len(list); i++ {
+		v[i] = &list[i]
+	}
+	return v
 }

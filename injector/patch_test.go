@@ -163,11 +163,11 @@ func TestPatchRaw(t *testing.T) {
 	}
 }
 
-// TestPatchSent applies the webhook's patch for Pods without unknown fields
-// to the document as sent, in the shapes JSON allows where the typed Pod
-// sees none (null list elements, null and empty lists), and compares the
-// result with Inject's Pod.
-func TestPatchSent(t *testing.T) {
+// TestPatchStrict applies the webhook's patch for Pods without unknown
+// fields to the document as sent, where it holds what the typed Pod does
+// not say (null list elements, null and empty lists, zero fields left out),
+// and compares the result with what Inject gives.
+func TestPatchStrict(t *testing.T) {
 	bench, err := os.ReadFile(filepath.Join("testdata", "bench", "apiserver-pod.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -189,6 +189,11 @@ func TestPatchSent(t *testing.T) {
 		{"init containers, the agent last", pod(`,"ramvault.io/agent-placement":"last"`, `,"initContainers":[{"name":"a","image":"a"}],"containers":[`+app+`]`)},
 		{"mode classic appends a container", pod(`,"ramvault.io/mode":"classic"`, `,"restartPolicy":"Always","containers":[`+app+`,{"name":"b","image":"b"}]`)},
 		{"a signal reload shares the process namespace", pod(`,"ramvault.io/reload":"signal:SIGHUP"`, `,"shareProcessNamespace":null,"containers":[`+app+`]`)},
+		{"an unnamed container", pod(``, `,"containers":[{"image":"app","volumeMounts":[{"name":"v","mountPath":"/v"}]}],"volumes":[{"name":"v","emptyDir":{}}]`)},
+		{"a liveness probe without its port replaced", pod(`,"ramvault.io/reload":"restart","ramvault.io/replace-liveness":"true"`,
+			`,"containers":[{"name":"app","image":"app","livenessProbe":{"httpGet":{"path":"/"}}}]`)},
+		{"a liveness probe added", pod(`,"ramvault.io/reload":"restart"`, `,"containers":[{"name":"app","image":"app","livenessProbe":null}]`)},
+		{"shareProcessNamespace already true", pod(`,"ramvault.io/reload":"signal:SIGHUP"`, `,"shareProcessNamespace":true,"containers":[`+app+`]`)},
 		{"a restart reload replaces the liveness probe", pod(`,"ramvault.io/reload":"restart","ramvault.io/replace-liveness":"true","ramvault.io/containers":"app"`,
 			`,"containers":[{"name":"side","image":"s","livenessProbe":{"exec":{"command":["/ok"]}}},{"name":"app","image":"app","livenessProbe":{"httpGet":{"path":"/","port":8080},"periodSeconds":3},"volumeMounts":[{"name":"v","mountPath":"/v"}]}],"volumes":[{"name":"v","emptyDir":{}}]`)},
 	}
@@ -201,14 +206,15 @@ func TestPatchSent(t *testing.T) {
 			}
 			sentNamespace := in.Namespace
 			in.Namespace = cmp.Or(in.Namespace, "shop") // from the request, as the webhook does
-			out, err := Inject(in, Config{AgentImage: "agent", VaultAddr: "https://vault:8200", NativeSidecars: true})
+			shape := shapeOf(in)
+			out, err := injectInPlace(in, testConfig.withDefaults())
 			if err != nil {
 				t.Fatal(err)
 			}
 			if out.Annotations[StatusAnnotation] == "" {
 				t.Fatal("not injected")
 			}
-			patch, err := patchSent(raw, out)
+			patch, err := patchStrict(shape, out)
 			if err != nil {
 				t.Fatal(err)
 			}

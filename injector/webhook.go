@@ -1,10 +1,10 @@
 package injector
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -85,7 +85,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 		http.Error(w, fmt.Sprintf("content type %q: want application/json", r.Header.Get("Content-Type")), http.StatusUnsupportedMediaType)
 		return requestInvalid
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
+	var buf bytes.Buffer
+	if n := r.ContentLength; n > 0 && n <= h.opts.MaxBodyBytes {
+		// One allocation (the apiserver says the length): ReadFrom grows
+		// the buffer only when less than MinRead is free.
+		buf.Grow(int(n) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
+	body := buf.Bytes()
 	if tooBig := (*http.MaxBytesError)(nil); errors.As(err, &tooBig) {
 		http.Error(w, fmt.Sprintf("request body over %d bytes", tooBig.Limit), http.StatusRequestEntityTooLarge)
 		return requestInvalid
@@ -178,10 +185,12 @@ func (h *Handler) review(req *admissionv1.AdmissionRequest) (o outcome) {
 		o.name = pod.GenerateName + "*"
 	}
 	_, before := pod.Annotations[StatusAnnotation]
-	// patchSent diffs the Pod as sent, so the injection may change the Pod
-	// decoded (injectInPlace); PatchRaw needs it as it was.
-	target := pod
-	if len(strict) > 0 {
+	// patchStrict needs the shape of the Pod only, so the injection may
+	// change the Pod decoded (injectInPlace); PatchRaw needs it as it was.
+	target, shape := pod, (*podShape)(nil)
+	if len(strict) == 0 {
+		shape = shapeOf(pod)
+	} else {
 		target = pod.DeepCopy()
 	}
 	out, err := h.inject(target, h.cfg)
@@ -205,8 +214,8 @@ func (h *Handler) review(req *admissionv1.AdmissionRequest) (o outcome) {
 		return o
 	}
 	var patch []byte
-	if len(strict) == 0 {
-		patch, err = patchSent(req.Object.Raw, out)
+	if shape != nil {
+		patch, err = patchStrict(shape, out)
 	} else {
 		patch, err = PatchRaw(req.Object.Raw, pod, out)
 	}
