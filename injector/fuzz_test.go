@@ -2,6 +2,7 @@ package injector
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	"github.com/ramvault/ramvault/pkg/spec"
@@ -103,6 +105,24 @@ func FuzzDecodeAdmissionReview(f *testing.F) {
 		var pod corev1.Pod
 		if err := json.Unmarshal(patched, &pod); err != nil || pod.Annotations[StatusAnnotation] == "" {
 			t.Fatalf("the patched object is no injected Pod (%v)", err)
+		}
+		// A Pod of known fields only gets the patch of patchStrict, built
+		// from the typed Pod: applied to the document sent, it must give
+		// what Inject gives.
+		var sent corev1.Pod
+		if strict, err := kjson.UnmarshalStrict(review.Request.Object.Raw, &sent); err != nil || len(strict) > 0 {
+			return
+		}
+		sent.Namespace = cmp.Or(sent.Namespace, review.Request.Namespace)
+		want, err := Inject(&sent, cfg)
+		if err != nil {
+			t.Fatalf("the webhook injected a Pod Inject denies: %v", err)
+		}
+		pod.Namespace = cmp.Or(pod.Namespace, review.Request.Namespace)
+		if !apiequality.Semantic.DeepEqual(&pod, want) {
+			a, _ := yaml.Marshal(want)
+			b, _ := yaml.Marshal(&pod)
+			t.Fatalf("the patched Pod differs from Inject's.\nInject:\n%s\npatched:\n%s\npatch: %s", a, b, resp.Patch)
 		}
 	})
 }

@@ -240,6 +240,7 @@ func checkInjection(t *testing.T, in, out *corev1.Pod, cfg Config) {
 		}
 	}
 	checkPatch(t, in, out)
+	checkPatchStrict(t, in, out)
 	again, err := Inject(out, cfg)
 	if err != nil || !apiequality.Semantic.DeepEqual(again, out) {
 		t.Errorf("a second injection changed the Pod (err %v)", err)
@@ -269,6 +270,32 @@ func checkRestricted(t *testing.T, c corev1.Container) {
 	}
 	if c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() || c.Resources.Requests.Cpu().IsZero() {
 		t.Errorf("%s: resources %v", c.Name, c.Resources)
+	}
+}
+
+// checkPatchStrict checks that the webhook's patch for in, applied to in as
+// JSON, gives out.
+func checkPatchStrict(t *testing.T, in, out *corev1.Pod) {
+	t.Helper()
+	patch, err := patchStrict(shapeOf(in), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := jsonpatch.DecodePatch(patch)
+	if err != nil {
+		t.Fatalf("decode patch: %v\n%s", err, patch)
+	}
+	orig, _ := json.Marshal(in)
+	patched, err := p.Apply(orig)
+	if err != nil {
+		t.Fatalf("apply patchStrict: %v\n%s", err, patch)
+	}
+	var got corev1.Pod
+	if err := json.Unmarshal(patched, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !apiequality.Semantic.DeepEqual(&got, out) {
+		t.Errorf("patchStrict does not reproduce the mutated Pod:\npatched %s\npatch   %s", patched, patch)
 	}
 }
 
