@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -245,6 +246,8 @@ func respond(w http.ResponseWriter, status int, uid types.UID, resp *admissionv1
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
+	// Said, else net/http chunks an answer over 2 KiB (one with a patch).
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
