@@ -32,12 +32,17 @@ func diff(a, b []byte) ([]byte, error) {
 	}
 	// The library marshals each operation; an array of them needs no
 	// reflection, nor a second pass over what it wrote.
-	out := []byte{'['}
+	each := make([][]byte, len(ops))
+	size := 2 + len(ops)
 	for i := range ops {
-		op, err := ops[i].MarshalJSON()
-		if err != nil {
+		if each[i], err = ops[i].MarshalJSON(); err != nil {
 			return nil, fmt.Errorf("marshal the patch: %w", err)
 		}
+		size += len(each[i])
+	}
+	out := make([]byte, 0, size)
+	out = append(out, '[')
+	for i, op := range each {
 		if i > 0 {
 			out = append(out, ',')
 		}
