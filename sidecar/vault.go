@@ -33,7 +33,8 @@ type vaultAPI struct {
 
 	mu     sync.Mutex
 	token  string
-	mounts map[string]mountInfo // KV detection cache by secret path
+	mounts map[string]mountInfo     // KV detection cache by secret path
+	asking map[string]chan struct{} // mount lookups in flight, by first path segment
 }
 
 type mountInfo struct {
@@ -129,12 +130,12 @@ func newVaultAPI(cfg Config) (*vaultAPI, error) {
 			return nil
 		},
 	}
-	return &vaultAPI{addr: u, namespace: cfg.VaultNamespace, hc: hc, mounts: map[string]mountInfo{}}, nil
+	return &vaultAPI{addr: u, namespace: cfg.VaultNamespace, hc: hc, mounts: map[string]mountInfo{}, asking: map[string]chan struct{}{}}, nil
 }
 
 // withToken is a client for another token sharing the same connections.
 func (v *vaultAPI) withToken(t string) *vaultAPI {
-	return &vaultAPI{addr: v.addr, namespace: v.namespace, hc: v.hc, token: t, mounts: map[string]mountInfo{}}
+	return &vaultAPI{addr: v.addr, namespace: v.namespace, hc: v.hc, token: t, mounts: map[string]mountInfo{}, asking: map[string]chan struct{}{}}
 }
 
 func (v *vaultAPI) setToken(t string) {
@@ -260,23 +261,49 @@ func (v *vaultAPI) login(ctx context.Context, authPath, role, tokenFile string) 
 }
 
 // kv detects whether path lies on a KV mount and which version, as the Vault
-// CLI does (sys/internal/ui/mounts), caching the answer.
+// CLI does (sys/internal/ui/mounts), caching the answer. While a lookup for
+// another path with the same first segment is in flight (the first write
+// asks for every secret at once), it waits for that answer instead of asking
+// too: the secrets of a Pod mostly share a mount or two, and on a busy Vault
+// every request of the first write slows the others.
 func (v *vaultAPI) kv(ctx context.Context, path string) (mountInfo, error) {
+	seg, _, _ := strings.Cut(path, "/")
+	waited := false
 	v.mu.Lock()
-	mi, ok := v.mounts[path]
-	if !ok {
-		// Another secret on the same mount answered already.
-		for _, m := range v.mounts {
-			if m.mount != "" && strings.HasPrefix(path, m.mount) {
-				mi, ok = m, true
-				break
-			}
+	for {
+		if mi, ok := v.cachedMount(path); ok {
+			v.mu.Unlock()
+			return mi, nil
 		}
+		busy, ok := v.asking[seg]
+		if !ok || waited {
+			break
+		}
+		v.mu.Unlock()
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return mountInfo{}, ctx.Err()
+		}
+		// Once: if that mount is not this path's, ask for this path.
+		waited = true
+		v.mu.Lock()
+	}
+	done := make(chan struct{})
+	if _, ok := v.asking[seg]; !ok {
+		v.asking[seg] = done
 	}
 	v.mu.Unlock()
-	if ok {
-		return mi, nil
-	}
+	defer func() {
+		v.mu.Lock()
+		if v.asking[seg] == done {
+			delete(v.asking, seg)
+		}
+		v.mu.Unlock()
+		close(done)
+	}()
+
+	var mi mountInfo
 	s, err := v.call(ctx, http.MethodGet, "sys/internal/ui/mounts/"+path, nil, true)
 	if err != nil {
 		var re *responseError
@@ -300,6 +327,20 @@ func (v *vaultAPI) kv(ctx context.Context, path string) (mountInfo, error) {
 	v.mounts[path] = mi
 	v.mu.Unlock()
 	return mi, nil
+}
+
+// cachedMount answers from the cache: this path, or another on the same
+// mount. v.mu is held.
+func (v *vaultAPI) cachedMount(path string) (mountInfo, bool) {
+	if mi, ok := v.mounts[path]; ok {
+		return mi, true
+	}
+	for _, m := range v.mounts {
+		if m.mount != "" && strings.HasPrefix(path, m.mount) {
+			return m, true
+		}
+	}
+	return mountInfo{}, false
 }
 
 // get fetches a secret: KV v1/v2 reads (v2 path rewritten to data/), leased

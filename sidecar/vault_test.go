@@ -226,3 +226,91 @@ func TestRedirectsNeverDowngradeHTTPS(t *testing.T) {
 		t.Errorf("err %v", err)
 	}
 }
+
+// The first write asks for every secret at once: secrets on one mount share
+// one mount lookup; other mounts are asked at the same time.
+func TestConcurrentFetchesShareAMountLookup(t *testing.T) {
+	f, srv := newFakeVault(t)
+	lookups := make(chan string, 10)
+	release := make(chan struct{})
+	mount := func(path, typ, version string) func(http.ResponseWriter, *http.Request, map[string]any) {
+		return func(w http.ResponseWriter, r *http.Request, _ map[string]any) {
+			lookups <- r.URL.Path
+			<-release
+			_, _ = io.WriteString(w, `{"data":{"type":"`+typ+`","path":"`+path+`","options":{"version":"`+version+`"}}}`)
+		}
+	}
+	for _, p := range []string{"a", "b", "c"} {
+		f.handlers["GET /v1/sys/internal/ui/mounts/secret/"+p] = mount("secret/", "kv", "2")
+		f.handlers["GET /v1/secret/data/"+p] = reply(200, `{"data":{"data":{"k":"`+p+`"},"metadata":{"version":1}}}`)
+	}
+	f.handlers["GET /v1/sys/internal/ui/mounts/secret-v1/x"] = mount("secret-v1/", "kv", "1")
+	f.handlers["GET /v1/secret-v1/x"] = reply(200, `{"data":{"k":"x"}}`)
+	f.handlers["GET /v1/secret/a"] = reply(404, `{"errors":[]}`)
+	f.handlers["GET /v1/secret/b"] = reply(404, `{"errors":[]}`)
+	f.handlers["GET /v1/secret/c"] = reply(404, `{"errors":[]}`)
+	v := testClient(t, srv.URL)
+	v.setToken("tok")
+
+	type res struct {
+		path string
+		f    *fetched
+		err  error
+	}
+	out := make(chan res, 4)
+	for _, p := range []string{"secret/a", "secret/b", "secret/c", "secret-v1/x"} {
+		go func() {
+			got, err := v.get(context.Background(), "", p, nil)
+			out <- res{p, got, err}
+		}()
+	}
+	// Two lookups: secret/… (one for three paths) and secret-v1/x.
+	seen := map[string]bool{<-lookups: true, <-lookups: true}
+	select {
+	case p := <-lookups:
+		t.Errorf("a third lookup before the first answered: %s", p)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	for range 4 {
+		r := <-out
+		if r.err != nil {
+			t.Errorf("%s: %v", r.path, r.err)
+			continue
+		}
+		if want := r.path[len(r.path)-1:]; r.f.Data["k"] != want {
+			t.Errorf("%s: data %v", r.path, r.f.Data)
+		}
+	}
+	if len(lookups) != 0 || !seen["/v1/sys/internal/ui/mounts/secret-v1/x"] {
+		t.Errorf("lookups: first %v, then %d more", seen, len(lookups))
+	}
+}
+
+// Two mounts under one first segment: the second path waits for the first
+// answer, sees it is not its mount, and asks for itself.
+func TestNestedMountsGetTheirOwnAnswer(t *testing.T) {
+	f, srv := newFakeVault(t)
+	f.handlers["GET /v1/sys/internal/ui/mounts/team/a/x"] = reply(200, `{"data":{"type":"kv","path":"team/a/","options":{"version":"2"}}}`)
+	f.handlers["GET /v1/team/a/x"] = reply(404, `{"errors":[]}`)
+	f.handlers["GET /v1/team/a/data/x"] = reply(200, `{"data":{"data":{"k":"v2"},"metadata":{"version":3}}}`)
+	f.handlers["GET /v1/sys/internal/ui/mounts/team/b/y"] = reply(200, `{"data":{"type":"kv","path":"team/b/","options":{"version":"1"}}}`)
+	f.handlers["GET /v1/team/b/y"] = reply(200, `{"data":{"k":"v1"}}`)
+	v := testClient(t, srv.URL)
+	v.setToken("tok")
+	errs := make(chan error, 2)
+	for p, want := range map[string]string{"team/a/x": "v2", "team/b/y": "v1"} {
+		go func() {
+			got, err := v.get(context.Background(), "", p, nil)
+			if err == nil && got.Data["k"] != want {
+				err = errors.New(p + ": wrong data")
+			}
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
