@@ -43,9 +43,10 @@ type HandlerOptions struct {
 }
 
 // Handler answers AdmissionReviews (admission.k8s.io/v1) at /mutate. The
-// CREATE of a Pod goes through Inject; the change is answered as the
-// JSONPatch of PatchRaw, a denial with every problem Inject found (and an
-// Event, see EventRecorder). Every other request is allowed unchanged.
+// CREATE of a Pod goes through Inject; the change is answered as a
+// JSONPatch (patchStrict, or PatchRaw for a Pod with fields this injector
+// does not know), a denial with every problem Inject found (and an Event,
+// see EventRecorder). Every other request is allowed unchanged.
 type Handler struct {
 	cfg    Config
 	opts   HandlerOptions
