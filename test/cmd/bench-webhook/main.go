@@ -132,7 +132,15 @@ func run(ctx context.Context, n, conc, warmup, rounds int, vaultK8s string) erro
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("build ramvault: %w", err)
 	}
-	pool, certFile, keyFile, err := writeCert(dir)
+	// The pair in a directory of its own, as in a Secret volume: the
+	// servers' logs go to dir, and a server that watches its certificate's
+	// directory for rotations (ramvault) must not be woken by every line
+	// the three of them write.
+	tlsDir := filepath.Join(dir, "tls")
+	if err := os.Mkdir(tlsDir, 0o700); err != nil {
+		return err
+	}
+	pool, certFile, keyFile, err := writeCert(tlsDir)
 	if err != nil {
 		return err
 	}
