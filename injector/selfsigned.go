@@ -13,7 +13,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 )
@@ -46,7 +45,7 @@ type selfSignedOptions struct {
 // apiservers before any replica serves a certificate it signed, so that
 // rotation never fails an admission.
 type selfSigned struct {
-	client  kubernetes.Interface
+	client  kubeClient
 	opts    selfSignedOptions
 	issuer  issuer
 	holder  *certHolder
@@ -55,7 +54,7 @@ type selfSigned struct {
 	now     func() time.Time
 }
 
-func newSelfSigned(client kubernetes.Interface, o selfSignedOptions, holder *certHolder, log *slog.Logger, m *Metrics) *selfSigned {
+func newSelfSigned(client kubeClient, o selfSignedOptions, holder *certHolder, log *slog.Logger, m *Metrics) *selfSigned {
 	return &selfSigned{client: client, opts: o, holder: holder, log: log.With("secret", o.Namespace+"/"+o.SecretName), metrics: m, now: time.Now,
 		issuer: issuer{hosts: o.Hosts, certValidity: o.CertValidity, caValidity: o.CAValidity}}
 }

@@ -23,8 +23,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	utilversion "k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -181,18 +180,18 @@ func serveWebhook(ctx context.Context, o webhookOptions, log *slog.Logger) error
 	if err != nil {
 		return err
 	}
-	client, err := kubernetes.NewForConfig(rc)
+	client, err := newKubeClient(rc)
 	if err != nil {
 		return err
 	}
 	if o.discoverNative {
 		dc := rest.CopyConfig(rc)
 		dc.Timeout = apiTimeout
-		disc, err := discovery.NewDiscoveryClientForConfig(dc)
+		vc, err := corev1client.NewForConfig(dc)
 		if err != nil {
 			return err
 		}
-		native, v, err := nativeSidecars(ctx, disc)
+		native, v, err := nativeSidecars(ctx, versionGetter{ctx, vc.RESTClient()})
 		if err != nil {
 			return err
 		}
@@ -314,7 +313,7 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 
 // nativeSidecars asks the apiserver its version: native sidecars (init
 // containers with restartPolicy Always) are on by default from 1.29.
-func nativeSidecars(ctx context.Context, dc discovery.ServerVersionInterface) (bool, string, error) {
+func nativeSidecars(ctx context.Context, dc serverVersioner) (bool, string, error) {
 	var gitVersion string
 	var lastErr error
 	err := wait.PollUntilContextTimeout(ctx, time.Second, 30*time.Second, true, func(context.Context) (bool, error) {
