@@ -6,6 +6,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -161,18 +162,33 @@ func (l ErrorList) Error() string {
 	return strings.Join(msgs, "; ")
 }
 
+// indexedTable is the table as Parse looks rows up: by name for the Pod's
+// annotations, in order for the per-secret families.
+type indexedTable struct {
+	table    []Row
+	podRows  map[string]Row
+	families []Row
+}
+
+// tableIndex is built once: the table is fixed, and the webhook parses the
+// annotations of every Pod it is sent.
+var tableIndex = sync.OnceValue(func() indexedTable {
+	ix := indexedTable{table: Table(), podRows: map[string]Row{}}
+	for _, r := range ix.table {
+		if r.PerSecret {
+			ix.families = append(ix.families, r)
+		} else {
+			ix.podRows[r.Name] = r
+		}
+	}
+	return ix
+})
+
 // Parse reads every ramvault.io/ annotation, applies defaults, and validates;
 // it reports every problem at once. Annotations of other prefixes are ignored.
 func Parse(annotations map[string]string) (*Config, error) {
-	table := Table()
-	podRows, families := map[string]Row{}, []Row{}
-	for _, r := range table {
-		if r.PerSecret {
-			families = append(families, r)
-		} else {
-			podRows[r.Name] = r
-		}
-	}
+	ix := tableIndex()
+	table, podRows, families := ix.table, ix.podRows, ix.families
 	cfg := &Config{}
 	var errs ErrorList
 	// Defaults first, then the annotations.
