@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
 	"net/http"
@@ -218,9 +219,14 @@ func TestRedirectsNeverDowngradeHTTPS(t *testing.T) {
 		http.Redirect(w, r, plain.URL+r.URL.Path, http.StatusTemporaryRedirect)
 	}))
 	t.Cleanup(tlsSrv.Close)
-	v := testClient(t, tlsSrv.URL)
-	v.hc = tlsSrv.Client()
-	v.hc.CheckRedirect = testClient(t, tlsSrv.URL).hc.CheckRedirect
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v, err := newVaultAPI(Config{VaultAddr: tlsSrv.URL, CACert: ca, CallTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
 	v.setToken("tok")
 	if _, err := v.lookupSelf(context.Background()); err == nil || !strings.Contains(err.Error(), "downgrade") {
 		t.Errorf("err %v", err)
