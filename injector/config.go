@@ -24,6 +24,11 @@ type Config struct {
 	VaultAddr string
 	// AllowedVaultAddrs are the other addresses a Pod may ask for.
 	AllowedVaultAddrs []string
+	// VaultCAConfigMap names the ConfigMap (key ca.crt, in each Pod's
+	// namespace) with the CA bundle of Vault's certificate, for Pods that
+	// set no ramvault.io/vault-ca-configmap. Empty: the agent image's
+	// public roots.
+	VaultCAConfigMap string
 	// AuthPath is the Kubernetes auth mount used when a Pod sets no
 	// ramvault.io/auth-path (default "kubernetes").
 	AuthPath string
@@ -114,6 +119,9 @@ func (c Config) Validate() error {
 	}
 	for _, a := range c.AllowedVaultAddrs {
 		check("--allowed-vault-addrs", "vault-addr", a)
+	}
+	if c.VaultCAConfigMap != "" {
+		check("--vault-ca-configmap", "vault-ca-configmap", c.VaultCAConfigMap)
 	}
 	check("--auth-path", "auth-path", c.AuthPath)
 	check("--audience", "audience", c.Audience)

@@ -47,6 +47,7 @@ func bindDefaults(fs *flag.FlagSet, c *Config) *defaultsFlags {
 	fs.StringVar(&c.AgentImage, "agent-image", c.AgentImage, "image of the agent containers (the default is the image of this release as the local stack loads it)")
 	fs.StringVar(&c.VaultAddr, "vault-addr", c.VaultAddr, "default Vault address of the agents, e.g. https://vault.vault.svc:8200")
 	fs.Var(listFlag{&c.AllowedVaultAddrs}, "allowed-vault-addrs", "comma-separated Vault addresses Pods may choose with ramvault.io/vault-addr, besides --vault-addr")
+	fs.StringVar(&c.VaultCAConfigMap, "vault-ca-configmap", c.VaultCAConfigMap, "ConfigMap (key ca.crt, in each Pod's namespace) with the PEM CA bundle of Vault's certificate, for Pods without ramvault.io/vault-ca-configmap; empty: the agent image's public roots")
 	fs.StringVar(&c.AuthPath, "auth-path", c.AuthPath, "Kubernetes auth mount in Vault for Pods without ramvault.io/auth-path")
 	fs.StringVar(&c.Audience, "audience", c.Audience, "audience of the agents' service-account tokens for Pods without ramvault.io/audience")
 	fs.Int64Var(&c.TokenExpirationSeconds, "token-expiration-seconds", c.TokenExpirationSeconds, "lifetime of the agents' projected service-account tokens (at least 600)")

@@ -29,7 +29,11 @@ const (
 	StateVolume        = "ramvault-state"      // Memory emptyDir: the agent's token and leases
 	TokenVolume        = "ramvault-token"      // projected service-account token
 	PodInfoVolume      = "ramvault-podinfo"    // downward API: the Pod's annotations
+	VaultCAVolume      = "ramvault-vault-ca"   // ConfigMap: the CA bundle of Vault's certificate, when set
 )
+
+// vaultCADir is where agent containers mount the Vault CA bundle.
+const vaultCADir = "/ramvault/vault-ca"
 
 const (
 	tokenFile       = "token"
@@ -166,7 +170,7 @@ func (in *injection) agentNames() []string {
 // checkNames denies Pods that already use a name or port the agent needs.
 func (in *injection) checkNames() {
 	for i, v := range in.pod.Spec.Volumes {
-		if slices.Contains([]string{SecretsVolume, StateVolume, TokenVolume, PodInfoVolume}, v.Name) {
+		if slices.Contains([]string{SecretsVolume, StateVolume, TokenVolume, PodInfoVolume, VaultCAVolume}, v.Name) {
 			in.fail(fmt.Sprintf("spec.volumes[%d]", i), "the Pod already has a volume named %q, a name the injector needs: rename that volume (and the volumeMounts that use it)", v.Name)
 		}
 	}
@@ -449,7 +453,7 @@ func (in *injection) volumes() []corev1.Volume {
 	if _, set := in.pod.Annotations[key("audience")]; set {
 		audience = in.ann.Audience
 	}
-	return []corev1.Volume{
+	vols := []corev1.Volume{
 		{Name: SecretsVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
 			Medium: corev1.StorageMediumMemory, SizeLimit: ptr.To(in.volumeSize)}}},
 		{Name: StateVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
@@ -460,6 +464,20 @@ func (in *injection) volumes() []corev1.Volume {
 		{Name: PodInfoVolume, VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
 			Items: []corev1.DownwardAPIVolumeFile{{Path: annotationsFile, FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations"}}}}}},
 	}
+	if cm := in.vaultCAConfigMap(); cm != "" {
+		vols = append(vols, corev1.Volume{Name: VaultCAVolume, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: cm},
+			Items:                []corev1.KeyToPath{{Key: vaultCAFile, Path: vaultCAFile}}}}})
+	}
+	return vols
+}
+
+// vaultCAFile is the ConfigMap key, and the file, of the Vault CA bundle.
+const vaultCAFile = "ca.crt"
+
+// vaultCAConfigMap is the Pod's choice, else the cluster default, else "".
+func (in *injection) vaultCAConfigMap() string {
+	return cmp.Or(in.ann.VaultCAConfigMap, in.cfg.VaultCAConfigMap)
 }
 
 // agent is an agent container in the given --mode.
@@ -476,6 +494,16 @@ func (in *injection) agent(name, mode string) corev1.Container {
 	if in.signal {
 		args = append(args, arg(spec.FlagSignalProcess, in.signalProcess))
 	}
+	mounts := []corev1.VolumeMount{
+		{Name: SecretsVolume, MountPath: spec.AgentSecretsDir},
+		{Name: StateVolume, MountPath: spec.AgentStateDir},
+		{Name: TokenVolume, MountPath: spec.AgentTokenDir, ReadOnly: true},
+		{Name: PodInfoVolume, MountPath: spec.AgentPodInfoDir, ReadOnly: true},
+	}
+	if in.vaultCAConfigMap() != "" {
+		args = append(args, arg(spec.FlagVaultCACert, path.Join(vaultCADir, vaultCAFile)))
+		mounts = append(mounts, corev1.VolumeMount{Name: VaultCAVolume, MountPath: vaultCADir, ReadOnly: true})
+	}
 	args = append(args,
 		arg(spec.FlagAnnotations, path.Join(spec.AgentPodInfoDir, annotationsFile)),
 		arg(spec.FlagTokenFile, path.Join(spec.AgentTokenDir, tokenFile)),
@@ -483,16 +511,11 @@ func (in *injection) agent(name, mode string) corev1.Container {
 		arg(spec.FlagStateDir, spec.AgentStateDir),
 	)
 	return corev1.Container{
-		Name:      name,
-		Image:     in.cfg.AgentImage,
-		Args:      args,
-		Resources: in.resources(),
-		VolumeMounts: []corev1.VolumeMount{
-			{Name: SecretsVolume, MountPath: spec.AgentSecretsDir},
-			{Name: StateVolume, MountPath: spec.AgentStateDir},
-			{Name: TokenVolume, MountPath: spec.AgentTokenDir, ReadOnly: true},
-			{Name: PodInfoVolume, MountPath: spec.AgentPodInfoDir, ReadOnly: true},
-		},
+		Name:                     name,
+		Image:                    in.cfg.AgentImage,
+		Args:                     args,
+		Resources:                in.resources(),
+		VolumeMounts:             mounts,
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 		// Pod Security "restricted", and the app's UID so that the files
 		// are the app's.

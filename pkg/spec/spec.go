@@ -115,24 +115,25 @@ type Secret struct {
 
 // Config is a Pod's parsed, defaulted and validated ramvault annotations.
 type Config struct {
-	Inject          bool
-	Status          string
-	Role            string
-	AuthPath        string
-	Audience        string
-	VaultAddr       string
-	VaultNamespace  string
-	Reload          Reload
-	SignalProcess   string
-	Containers      []string
-	Mode            Mode // "" means the cluster's default
-	Placement       string
-	MountPath       string
-	VolumeSize      string
-	RunAsUser       *int64
-	ReplaceLiveness bool
-	Refresh         time.Duration
-	Secrets         []Secret // sorted by name
+	Inject           bool
+	Status           string
+	Role             string
+	AuthPath         string
+	Audience         string
+	VaultAddr        string
+	VaultNamespace   string
+	VaultCAConfigMap string
+	Reload           Reload
+	SignalProcess    string
+	Containers       []string
+	Mode             Mode // "" means the cluster's default
+	Placement        string
+	MountPath        string
+	VolumeSize       string
+	RunAsUser        *int64
+	ReplaceLiveness  bool
+	Refresh          time.Duration
+	Secrets          []Secret // sorted by name
 }
 
 // ReloadFor is the reload that applies to a secret.

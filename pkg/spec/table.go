@@ -106,6 +106,15 @@ func isVaultPath(s string) bool {
 	return true
 }
 
+// isDNSSubdomain is a Kubernetes object name: [a-z0-9.-], at most 253,
+// starting and ending with [a-z0-9].
+func isDNSSubdomain(s string) bool {
+	if len(s) < 1 || len(s) > 253 || !isLowerAlnum(s[0]) || !isLowerAlnum(s[len(s)-1]) {
+		return false
+	}
+	return all(s, func(c byte) bool { return isLowerAlnum(c) || c == '.' || c == '-' })
+}
+
 // isWordChar is [A-Za-z0-9_.-].
 func isWordChar(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-'
@@ -177,6 +186,17 @@ func Table() []Row {
 					return fmt.Errorf("%q is not a Vault namespace path", v)
 				}
 				c.VaultNamespace = strings.Trim(v, "/")
+				return nil
+			}},
+		{Name: "vault-ca-configmap", Type: TypeString, Example: "vault-ca",
+			Doc: "ConfigMap in the Pod's namespace whose key `ca.crt` holds the PEM CA bundle that signs Vault's certificate " +
+				"(distributed to namespaces by trust-manager, say); mounted read-only into the agent containers only. " +
+				"Default: the injector's `--vault-ca-configmap`; if neither is set, the agent trusts the public CA bundle in its image.",
+			set: func(c *Config, _ *Secret, v string) error {
+				if !isDNSSubdomain(v) {
+					return fmt.Errorf("%q is not a ConfigMap name: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit", v)
+				}
+				c.VaultCAConfigMap = v
 				return nil
 			}},
 		{Name: "reload", Type: TypeReload, Default: "none", Example: "signal:SIGHUP",

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -221,5 +222,41 @@ func TestAKVUpdateReachesTheFileWithinItsRefreshInterval(t *testing.T) {
 		if l := w.logs("app", c); strings.Contains(l, first) || strings.Contains(l, second) {
 			t.Errorf("container %s logged a planted value", c)
 		}
+	}
+}
+
+// ramvault.io/vault-ca-configmap: the ConfigMap's CA bundle is mounted into
+// the agent only and the agent loads it (it refuses to start on a missing or
+// unparseable file). The stack's Vault speaks plain HTTP, so this proves the
+// wiring, not a TLS handshake (sidecar's unit tests do that).
+func TestAVaultCAConfigMapReachesTheAgentOnly(t *testing.T) {
+	w := newWorld(t, kvPolicy)
+	ctx := context.Background()
+	ca, err := os.ReadFile(w.env.CACert)
+	if err != nil {
+		t.Skipf("no CA file to plant: %v", err)
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "vault-ca"}, Data: map[string]string{"ca.crt": string(ca)}}
+	if _, err := w.cs.CoreV1().ConfigMaps(w.ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "app", Annotations: map[string]string{
+		"ramvault.io/inject": "true", "ramvault.io/role": w.role, "ramvault.io/secret-kv": w.kv(),
+		"ramvault.io/vault-ca-configmap": "vault-ca"}},
+		Spec: appSpec(`ls /ramvault/vault-ca 2>&1; test -s /var/run/secrets/ramvault/kv && echo has-secret; sleep 3600`)}
+	created := w.create(pod)
+	var agent corev1.Container
+	for _, c := range created.Spec.InitContainers {
+		if c.Name == "ramvault-agent" {
+			agent = c
+		}
+	}
+	if !slices.Contains(agent.Args, "--vault-ca-cert=/ramvault/vault-ca/ca.crt") {
+		t.Fatalf("agent args %q lack the CA", agent.Args)
+	}
+	stack.WaitPod(t, w.cs, w.ns, "app", 90*time.Second, stack.PodRunningReady)
+	stack.WaitFor(t, 20*time.Second, "the app's report", func() bool { return strings.Contains(w.logs("app", "app"), "has-secret") })
+	if log := w.logs("app", "app"); !strings.Contains(log, "No such file or directory") {
+		t.Errorf("the app container sees the Vault CA mount:\n%s", log)
 	}
 }

@@ -39,11 +39,23 @@ if ! buildah $S inspect --type image "$builder" >/dev/null 2>&1; then
   buildah $S commit -q "$c" "$builder" >/dev/null
   buildah $S rm "$c" >/dev/null
 fi
+# What the images are made of: the files the Dockerfile copies, the
+# Dockerfile, the version stamped in, the tag and the toolchain. An archive
+# whose inputs have not changed is not built again (buildah on vfs copies the
+# builder's layers at each step: minutes even when every layer is cached).
+inputs=$( { echo "$tag $version $goversion"; find Dockerfile go.mod go.sum cmd pkg injector sidecar examples -type f -print0 \
+  | sort -z | xargs -0 sha256sum; } | sha256sum | cut -d' ' -f1)
 for t in $targets; do
   target=${t%%:*} name=localhost/${t#*:}:$tag
+  stamp=$out/.${t#*:}.inputs
+  if [ -s "$out/${t#*:}.tar" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$inputs" ]; then
+    echo "image: $name is up to date"
+    continue
+  fi
   echo "image: building $name (target $target)"
   buildah $S bud -q --layers --target "$target" --build-arg BUILDER="$builder" --build-arg VERSION="$version" \
     --build-arg GOPROXY="$(go env GOPROXY)" -t "$name" . >/dev/null
   rm -f "$out/${t#*:}.tar"
   buildah $S push -q "$name" "oci-archive:$out/${t#*:}.tar:$name" >/dev/null
+  echo "$inputs" > "$stamp"
 done
