@@ -281,22 +281,7 @@ func checkPatchStrict(t *testing.T, in, out *corev1.Pod) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := jsonpatch.DecodePatch(patch)
-	if err != nil {
-		t.Fatalf("decode patch: %v\n%s", err, patch)
-	}
-	orig, _ := json.Marshal(in)
-	patched, err := p.Apply(orig)
-	if err != nil {
-		t.Fatalf("apply patchStrict: %v\n%s", err, patch)
-	}
-	var got corev1.Pod
-	if err := json.Unmarshal(patched, &got); err != nil {
-		t.Fatal(err)
-	}
-	if !apiequality.Semantic.DeepEqual(&got, out) {
-		t.Errorf("patchStrict does not reproduce the mutated Pod:\npatched %s\npatch   %s", patched, patch)
-	}
+	checkApplies(t, "patchStrict", patch, in, out)
 }
 
 // checkPatch checks that Patch(in, out), applied to in, gives out.
@@ -306,17 +291,28 @@ func checkPatch(t *testing.T, in, out *corev1.Pod) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkApplies(t, "Patch", patch, in, out)
+}
+
+// checkApplies applies patch (made by the function named) to in and
+// compares the result with out.
+func checkApplies(t *testing.T, name string, patch []byte, in, out *corev1.Pod) {
+	t.Helper()
 	p, err := jsonpatch.DecodePatch(patch)
 	if err != nil {
-		t.Fatalf("decode patch: %v\n%s", err, patch)
+		t.Fatalf("decode the %s patch: %v\n%s", name, err, patch)
 	}
 	orig, _ := json.Marshal(in)
 	patched, err := p.Apply(orig)
 	if err != nil {
-		t.Fatalf("apply patch: %v\n%s", err, patch)
+		t.Fatalf("apply the %s patch: %v\n%s", name, err, patch)
 	}
-	want, _ := json.Marshal(out)
-	if !jsonpatch.Equal(patched, want) {
-		t.Errorf("the patch does not reproduce the mutated Pod:\npatched %s\nwant    %s", patched, want)
+	var got corev1.Pod
+	if err := json.Unmarshal(patched, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !apiequality.Semantic.DeepEqual(&got, out) {
+		want, _ := json.Marshal(out)
+		t.Errorf("the %s patch does not reproduce the mutated Pod:\npatched %s\nwant    %s\npatch   %s", name, patched, want, patch)
 	}
 }
