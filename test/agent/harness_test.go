@@ -4,7 +4,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -154,29 +153,12 @@ func (e *env) plant(v string) { e.planted = append(e.planted, v) }
 // agentProc is a running agent.
 type agentProc struct {
 	cmd     *exec.Cmd
-	log     *syncBuffer
+	log     *stack.LogBuffer
 	secrets string
 	state   string
 	health  string
 	metrics string
 	done    chan error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // start runs the agent with annotations; extra flags appended.
@@ -204,7 +186,7 @@ func (e *env) start(mode string, annotations map[string]string, extra ...string)
 	args := append([]string{"--mode=" + mode, "--vault-addr=" + e.stack.VaultAddr, "--role=" + e.role,
 		"--token-file=" + tokenFile, "--annotations=" + annFile, "--secrets-dir=" + secrets, "--state-dir=" + state,
 		fmt.Sprintf("--health-addr=127.0.0.1:%d", port), fmt.Sprintf("--metrics-addr=127.0.0.1:%d", mport), "--call-timeout=3s"}, extra...)
-	p := &agentProc{log: &syncBuffer{}, secrets: secrets, state: state, health: fmt.Sprintf("http://127.0.0.1:%d", port), metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", mport), done: make(chan error, 1)}
+	p := &agentProc{log: &stack.LogBuffer{}, secrets: secrets, state: state, health: fmt.Sprintf("http://127.0.0.1:%d", port), metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", mport), done: make(chan error, 1)}
 	p.cmd = exec.Command(e.agent, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	// The agent inherits no Vault settings from the test's environment.

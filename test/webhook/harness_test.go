@@ -176,29 +176,11 @@ func freeAddr(t *testing.T, host string) string {
 	return l.Addr().String()
 }
 
-// syncBuffer collects a webhook's log.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // webhook is `ramvault webhook` running in this process.
 type webhook struct {
 	addr        string // host:port of /mutate
 	metricsAddr string
-	logs        *syncBuffer
+	logs        *stack.LogBuffer
 	stop        func() int // stops it (once) and returns its exit code
 }
 
@@ -213,7 +195,7 @@ func (c *cluster) startWebhook(t *testing.T, addr string, args ...string) *webho
 	if addr == "" {
 		addr = freeAddr(t, stack.Gateway)
 	}
-	w := &webhook{addr: addr, metricsAddr: freeAddr(t, "127.0.0.1"), logs: &syncBuffer{}}
+	w := &webhook{addr: addr, metricsAddr: freeAddr(t, "127.0.0.1"), logs: &stack.LogBuffer{}}
 	all := append([]string{"webhook", "--addr=" + w.addr, "--metrics-addr=" + w.metricsAddr, "--kubeconfig=" + c.env.Kubeconfig,
 		"--vault-addr=" + c.env.PodVaultAddr, "--agent-image=" + agentImage, "--shutdown-delay=0", "--log-level=debug"}, args...)
 	ctx, cancel := context.WithCancel(context.Background())
