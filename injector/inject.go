@@ -102,6 +102,7 @@ type injection struct {
 
 	mode          spec.Mode
 	targets       []int // indexes into pod.Spec.Containers
+	initTargets   []int // indexes into pod.Spec.InitContainers (named in ramvault.io/containers)
 	vaultAddr     string
 	role          string
 	uid           int64
@@ -207,19 +208,33 @@ func (in *injection) checkTargets() {
 		}
 	} else {
 		var missing []string
+		named := func(name string) func(corev1.Container) bool {
+			return func(c corev1.Container) bool { return c.Name == name }
+		}
 		for _, name := range in.ann.Containers {
-			i := slices.IndexFunc(cs, func(c corev1.Container) bool { return c.Name == name })
-			switch {
-			case i < 0:
+			if i := slices.IndexFunc(cs, named(name)); i >= 0 {
+				if !slices.Contains(in.targets, i) {
+					in.targets = append(in.targets, i)
+				}
+			} else if j := slices.IndexFunc(in.pod.Spec.InitContainers, named(name)); j >= 0 {
+				if !slices.Contains(in.initTargets, j) {
+					in.initTargets = append(in.initTargets, j)
+				}
+			} else {
 				missing = append(missing, fmt.Sprintf("%q", name))
-			case !slices.Contains(in.targets, i):
-				in.targets = append(in.targets, i)
 			}
+		}
+		if len(in.initTargets) > 0 && in.ann.Placement == "last" {
+			in.fail(key("containers"), "init container %q gets the secrets, so the agent must run before it, and %s is last: remove %s, or that init container from %s",
+				in.pod.Spec.InitContainers[in.initTargets[0]].Name, key("agent-placement"), key("agent-placement"), key("containers"))
 		}
 		if len(missing) > 0 {
 			names := make([]string, len(cs))
 			for i, c := range cs {
 				names[i] = c.Name
+			}
+			for _, c := range in.pod.Spec.InitContainers {
+				names = append(names, c.Name+" (init)")
 			}
 			noun := "container"
 			if len(missing) > 1 {
@@ -231,13 +246,26 @@ func (in *injection) checkTargets() {
 	if in.invalid[key("mount-path")] {
 		return
 	}
-	for _, i := range in.targets {
-		for _, m := range cs[i].VolumeMounts {
+	for _, c := range in.targetContainers() {
+		for _, m := range c.VolumeMounts {
 			if path.Clean(m.MountPath) == in.ann.MountPath {
-				in.fail(key("mount-path"), "container %q already mounts volume %q at %s: set %s to a free path", cs[i].Name, m.Name, in.ann.MountPath, key("mount-path"))
+				in.fail(key("mount-path"), "container %q already mounts volume %q at %s: set %s to a free path", c.Name, m.Name, in.ann.MountPath, key("mount-path"))
 			}
 		}
 	}
+}
+
+// targetContainers are the containers that get the secrets volume: the app
+// containers, then the init containers named in ramvault.io/containers.
+func (in *injection) targetContainers() []corev1.Container {
+	out := make([]corev1.Container, 0, len(in.targets)+len(in.initTargets))
+	for _, i := range in.targets {
+		out = append(out, in.pod.Spec.Containers[i])
+	}
+	for _, i := range in.initTargets {
+		out = append(out, in.pod.Spec.InitContainers[i])
+	}
+	return out
 }
 
 func (in *injection) checkVaultAddr() {
@@ -268,16 +296,16 @@ func (in *injection) checkVaultAddr() {
 // checkUser decides the UID of the agent, which owns the secret files (mode
 // 0400): the app's UID, so that the app, and only the app, can read them.
 func (in *injection) checkUser() {
-	if in.invalid[key("run-as-user")] || len(in.targets) == 0 {
+	targets := in.targetContainers()
+	if in.invalid[key("run-as-user")] || len(targets) == 0 {
 		return
 	}
 	type target struct {
 		name     string
 		uid, gid *int64
 	}
-	ts := make([]target, len(in.targets))
-	for k, i := range in.targets {
-		c := in.pod.Spec.Containers[i]
+	ts := make([]target, len(targets))
+	for k, c := range targets {
 		ts[k] = target{name: c.Name, uid: effective(in.pod, c, func(s *corev1.SecurityContext) *int64 { return s.RunAsUser }, func(s *corev1.PodSecurityContext) *int64 { return s.RunAsUser }),
 			gid: effective(in.pod, c, func(s *corev1.SecurityContext) *int64 { return s.RunAsGroup }, func(s *corev1.PodSecurityContext) *int64 { return s.RunAsGroup })}
 	}
@@ -419,6 +447,10 @@ func (in *injection) apply() {
 		if in.restart {
 			c.LivenessProbe = restartProbe(c.Name)
 		}
+	}
+	for _, i := range in.initTargets { // before the agent goes in front of them
+		c := &ps.InitContainers[i]
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: SecretsVolume, MountPath: in.ann.MountPath, ReadOnly: true})
 	}
 	if in.signal {
 		ps.ShareProcessNamespace = ptr.To(true)

@@ -217,7 +217,8 @@ func Table() []Row {
 				return nil
 			}},
 		{Name: "containers", Type: TypeList, Example: "app,worker",
-			Doc: "Comma-separated app containers that get the secrets volume (read-only). Default: every app container.",
+			Doc: "Comma-separated containers that get the secrets volume (read-only): app containers, or init containers " +
+				"(a migration, say), which then run after the agent's first write (with `agent-placement` first). Default: every app container.",
 			set: func(c *Config, _ *Secret, v string) error {
 				c.Containers = nil
 				for _, n := range strings.Split(v, ",") {

@@ -260,3 +260,20 @@ func TestAVaultCAConfigMapReachesTheAgentOnly(t *testing.T) {
 		t.Errorf("the app container sees the Vault CA mount:\n%s", log)
 	}
 }
+
+// An app's own init container listed in ramvault.io/containers (a database
+// migration) runs after the agent's first write and reads the secrets.
+func TestAnInitContainerListedGetsTheSecretsBeforeItRuns(t *testing.T) {
+	w := newWorld(t, kvPolicy)
+	spec := appSpec("sleep 3600")
+	spec.InitContainers = []corev1.Container{{Name: "migrate", Image: stack.BusyboxImage, ImagePullPolicy: corev1.PullNever,
+		Command: []string{"sh", "-c", "test -s /var/run/secrets/ramvault/kv && echo migrate-saw-the-secret"}}}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "app", Annotations: map[string]string{
+		"ramvault.io/inject": "true", "ramvault.io/role": w.role, "ramvault.io/secret-kv": w.kv(),
+		"ramvault.io/containers": "migrate,app"}}, Spec: spec}
+	w.create(pod)
+	stack.WaitPod(t, w.cs, w.ns, "app", 90*time.Second, stack.PodRunningReady)
+	if log := w.logs("app", "migrate"); !strings.Contains(log, "migrate-saw-the-secret") {
+		t.Errorf("the init container did not find the secret:\n%s", log)
+	}
+}
