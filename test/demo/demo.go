@@ -56,19 +56,11 @@ type status struct {
 // Run configures Vault for the example, applies the example's manifest (the
 // in-cluster webhook injects its Pod) and narrates.
 func Run(ctx context.Context, out io.Writer) error {
-	env, err := stack.Running()
+	env, cs, vc, err := stack.Clients()
 	if err != nil {
 		return err
 	}
 	say := func(f string, a ...any) { fmt.Fprintf(out, "demo: "+f+"\n", a...) }
-	cs, err := stack.KubeClient(env.Kubeconfig)
-	if err != nil {
-		return err
-	}
-	vc, err := env.VaultClient()
-	if err != nil {
-		return err
-	}
 	say("configuring Vault: KV secret secret/%s/config, database role %s (TTL 10s, max 20s), Kubernetes auth role %s for %s/%s",
 		role, role, role, ns, sa)
 	if _, err := vc.KVv2("secret").Put(ctx, role+"/config", map[string]any{"api_key": fmt.Sprintf("demo-%d", time.Now().UnixNano())}); err != nil {

@@ -9,6 +9,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	vault "github.com/hashicorp/vault/api"
 )
 
 // Running returns how to reach the stack `make dev-up` started (for the
@@ -23,6 +25,21 @@ func Running() (Env, error) {
 		return Env{}, fmt.Errorf("stack is not up (run `make dev-up`): %w", err)
 	}
 	return env, nil
+}
+
+// Clients is the running stack with a Kubernetes and a Vault (root) client,
+// what the demo and the bench commands start from.
+func Clients() (Env, *kubernetes.Clientset, *vault.Client, error) {
+	env, err := Running()
+	if err != nil {
+		return env, nil, nil, err
+	}
+	cs, err := KubeClient(env.Kubeconfig)
+	if err != nil {
+		return env, nil, nil, err
+	}
+	vc, err := env.VaultClient()
+	return env, cs, vc, err
 }
 
 // AppNamespace makes sure namespace ns and its ServiceAccount "app" exist.

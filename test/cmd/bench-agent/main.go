@@ -48,15 +48,7 @@ func run(runs int, idle, settle time.Duration) error {
 	if err != nil {
 		return err
 	}
-	env, err := stack.Running()
-	if err != nil {
-		return err
-	}
-	cs, err := stack.KubeClient(env.Kubeconfig)
-	if err != nil {
-		return err
-	}
-	vc, err := env.VaultClient()
+	env, cs, vc, err := stack.Clients()
 	if err != nil {
 		return err
 	}

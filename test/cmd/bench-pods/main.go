@@ -36,15 +36,7 @@ const ns, role = "bench-pods", "bench-pods"
 
 func run(n int) error {
 	ctx := context.Background()
-	env, err := stack.Running()
-	if err != nil {
-		return err
-	}
-	cs, err := stack.KubeClient(env.Kubeconfig)
-	if err != nil {
-		return err
-	}
-	vc, err := env.VaultClient()
+	env, cs, vc, err := stack.Clients()
 	if err != nil {
 		return err
 	}
