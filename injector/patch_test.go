@@ -105,14 +105,7 @@ func TestPatchRaw(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := jsonpatch.DecodePatch(patch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	patched, err := p.Apply(raw)
-	if err != nil {
-		t.Fatalf("the patch does not apply to the document as sent: %v\n%s", err, patch)
-	}
+	patched := applyToSent(t, patch, raw)
 	var doc struct {
 		Metadata map[string]any `json:"metadata"`
 		Spec     struct {
@@ -152,12 +145,7 @@ func TestPatchRaw(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p, err = jsonpatch.DecodePatch(dupPatch); err != nil {
-		t.Fatal(err)
-	}
-	if patched, err = p.Apply(dupRaw); err != nil {
-		t.Fatal(err)
-	}
+	patched = applyToSent(t, dupPatch, dupRaw)
 	if want, _ := json.Marshal(dupOut); !jsonpatch.Equal(patched, want) {
 		t.Errorf("with unnamed containers the patch gives\n%s\nwant\n%s", patched, want)
 	}
@@ -218,14 +206,7 @@ func TestPatchStrict(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := jsonpatch.DecodePatch(patch)
-			if err != nil {
-				t.Fatal(err)
-			}
-			patched, err := p.Apply(raw)
-			if err != nil {
-				t.Fatalf("the patch does not apply to the document as sent: %v\n%s", err, patch)
-			}
+			patched := applyToSent(t, patch, raw)
 			got := &corev1.Pod{}
 			if strict, err := kjson.UnmarshalStrict(patched, got); err != nil || len(strict) > 0 {
 				t.Fatalf("the patched document is no Pod: %v %v", err, strict)
@@ -241,4 +222,18 @@ func TestPatchStrict(t *testing.T) {
 			}
 		})
 	}
+}
+
+// applyToSent applies a JSONPatch to the document the apiserver sent.
+func applyToSent(t *testing.T, patch, raw []byte) []byte {
+	t.Helper()
+	p, err := jsonpatch.DecodePatch(patch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patched, err := p.Apply(raw)
+	if err != nil {
+		t.Fatalf("the patch does not apply to the document as sent: %v\n%s", err, patch)
+	}
+	return patched
 }
