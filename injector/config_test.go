@@ -50,11 +50,7 @@ func TestConfigValidate(t *testing.T) {
 			if err == nil {
 				t.Fatal("no error")
 			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q lacks %q", err, w)
-				}
-			}
+			errorMentions(t, err, tc.want...)
 		})
 	}
 }
@@ -64,5 +60,15 @@ func TestInjectRejectsAnInvalidConfiguration(t *testing.T) {
 	var list spec.ErrorList
 	if err == nil || errors.As(err, &list) || !strings.Contains(err.Error(), "injector configuration: --agent-image") {
 		t.Fatalf("error %v (%T): want a configuration error, not a Pod's", err, err)
+	}
+}
+
+// errorMentions fails the test unless err's message holds every want.
+func errorMentions(t *testing.T, err error, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q lacks %q", err, w)
+		}
 	}
 }

@@ -61,11 +61,7 @@ func TestConfigFileErrors(t *testing.T) {
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, want := range []string{`unknown key "vault-adr"`, `unknown key "addr"`, "the keys are agent-image, agent-limits,", `agent-limits: "cpu=lots"`} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q lacks %q", err, want)
-		}
-	}
+	errorMentions(t, err, `unknown key "vault-adr"`, `unknown key "addr"`, "the keys are agent-image, agent-limits,", `agent-limits: "cpu=lots"`)
 }
 
 func TestWebhookFlags(t *testing.T) {
@@ -100,11 +96,7 @@ func TestWebhookFlags(t *testing.T) {
 			if err == nil {
 				t.Fatal("no error")
 			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q lacks %q", err, w)
-				}
-			}
+			errorMentions(t, err, tc.want...)
 		})
 	}
 }
