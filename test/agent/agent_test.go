@@ -41,12 +41,7 @@ func (e *env) pgLogin(c dbCreds) error {
 
 func (e *env) dbRole(ttl, maxTTL string) string {
 	e.t.Helper()
-	path, cleanup, err := e.stack.DBRole(context.Background(), e.role, ttl, maxTTL)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(cleanup)
-	return path
+	return stack.DBRoleFor(e.t, e.stack, e.role, ttl, maxTTL)
 }
 
 func readCreds(t *testing.T, p *agentProc) dbCreds {

@@ -33,12 +33,7 @@ func (w *world) kv() string {
 
 func (w *world) dbRole(ttl, maxTTL string) string {
 	w.t.Helper()
-	path, cleanup, err := w.env.DBRole(context.Background(), w.role, ttl, maxTTL)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	w.t.Cleanup(cleanup)
-	return path
+	return stack.DBRoleFor(w.t, w.env, w.role, ttl, maxTTL)
 }
 
 func appSpec(script string) corev1.PodSpec {

@@ -115,3 +115,15 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// DBRoleFor is DBRole for a test: it fails the test on error and deletes the
+// role when the test ends.
+func DBRoleFor(t testing.TB, env Env, name, ttl, maxTTL string) string {
+	t.Helper()
+	path, cleanup, err := env.DBRole(context.Background(), name, ttl, maxTTL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	return path
+}
