@@ -17,7 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	kjson "sigs.k8s.io/json"
 
 	"github.com/ramvault/ramvault/pkg/spec"
 )
@@ -141,7 +140,7 @@ type outcome struct {
 // decodeAdmissionReview reads the one AdmissionReview of a request body.
 func decodeAdmissionReview(body []byte) (*admissionv1.AdmissionReview, error) {
 	var review admissionv1.AdmissionReview
-	if err := kjson.UnmarshalCaseSensitivePreserveInts(body, &review); err != nil {
+	if err := decodeReview(body, &review); err != nil {
 		return nil, fmt.Errorf("decode AdmissionReview: %w", err)
 	}
 	if review.TypeMeta != reviewType {
@@ -175,7 +174,7 @@ func (h *Handler) review(req *admissionv1.AdmissionRequest) (o outcome) {
 	// One decode that also tells whether the Pod has fields this injector's
 	// Pod type does not know (an apiserver newer than it): only then does the
 	// patch need the slower merge into the document as sent (PatchRaw).
-	strict, err := kjson.UnmarshalStrict(req.Object.Raw, pod)
+	strict, err := decodeAdmittedPod(req.Object.Raw, pod)
 	if err != nil {
 		o.resp, o.injection = errored(http.StatusBadRequest, fmt.Errorf("decode the Pod: %w", err)), injectionError
 		return o
@@ -190,7 +189,7 @@ func (h *Handler) review(req *admissionv1.AdmissionRequest) (o outcome) {
 	// patchStrict needs the shape of the Pod only, so the injection may
 	// change the Pod decoded (injectInPlace); PatchRaw needs it as it was.
 	target, shape := pod, (*podShape)(nil)
-	if len(strict) == 0 {
+	if strict {
 		shape = shapeOf(pod)
 	} else {
 		target = pod.DeepCopy()
