@@ -16,10 +16,8 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes/fake"
-	k8stesting "k8s.io/client-go/testing"
 )
 
 var t0 = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -101,25 +99,24 @@ func TestIssuerNext(t *testing.T) {
 	}
 }
 
-// fakeCluster is a fake clientset holding a MutatingWebhookConfiguration,
-// recording the order of writes.
-func fakeCluster(t *testing.T) (*fake.Clientset, *[]string) {
+// mwcPath is where the fake apiserver keeps the webhook configuration.
+var mwcPath = item("admissionregistration.k8s.io/v1", "", "mutatingwebhookconfigurations", "ramvault-injector")
+
+// fakeCluster is a fake apiserver holding a MutatingWebhookConfiguration.
+func fakeCluster(t *testing.T) *fakeAPIServer {
 	t.Helper()
-	client := fake.NewClientset(&admissionregistrationv1.MutatingWebhookConfiguration{
+	api := newFakeAPIServer(t)
+	api.set(mwcPath, &admissionregistrationv1.MutatingWebhookConfiguration{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
 		ObjectMeta: metav1.ObjectMeta{Name: "ramvault-injector"},
 		Webhooks:   []admissionregistrationv1.MutatingWebhook{{Name: "inject.ramvault.io"}, {Name: "other.ramvault.io"}},
 	})
-	var writes []string
-	client.PrependReactor("*", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		if v := a.GetVerb(); v != "get" && v != "list" && v != "watch" {
-			writes = append(writes, v+" "+a.GetResource().Resource)
-		}
-		return false, nil, nil
-	})
-	return client, &writes
+	return api
 }
 
-func testSelfSigned(client *fake.Clientset, now *time.Time) *selfSigned {
+func testSelfSigned(t *testing.T, api *fakeAPIServer, now *time.Time) *selfSigned {
+	t.Helper()
+	client, _ := api.client(t)
 	is := testIssuer()
 	s := newSelfSigned(client, selfSignedOptions{Namespace: "ramvault-system", SecretName: "ramvault-injector-tls", WebhookConfig: "ramvault-injector",
 		Hosts: is.hosts, CertValidity: is.certValidity, CAValidity: is.caValidity, Resync: time.Minute}, &certHolder{}, slog.New(slog.DiscardHandler), nil)
@@ -127,11 +124,11 @@ func testSelfSigned(client *fake.Clientset, now *time.Time) *selfSigned {
 	return s
 }
 
-func caBundles(t *testing.T, client *fake.Clientset) [][]byte {
+func caBundles(t *testing.T, api *fakeAPIServer) [][]byte {
 	t.Helper()
-	mwc, err := client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(context.Background(), "ramvault-injector", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
+	var mwc admissionregistrationv1.MutatingWebhookConfiguration
+	if !api.get(mwcPath, &mwc) {
+		t.Fatal("no MutatingWebhookConfiguration")
 	}
 	var out [][]byte
 	for _, w := range mwc.Webhooks {
@@ -142,28 +139,28 @@ func caBundles(t *testing.T, client *fake.Clientset) [][]byte {
 
 func TestSelfSignedReconcile(t *testing.T) {
 	ctx := context.Background()
-	client, writes := fakeCluster(t)
+	api := fakeCluster(t)
 	now := t0
-	s := testSelfSigned(client, &now)
+	s := testSelfSigned(t, api, &now)
 
 	next, err := s.reconcile(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sec, err := client.CoreV1().Secrets("ramvault-system").Get(ctx, "ramvault-injector-tls", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
+	var sec corev1.Secret
+	if !api.get(item("v1", "ramvault-system", "secrets", "ramvault-injector-tls"), &sec) {
+		t.Fatal("no Secret written")
 	}
-	if sec.Type != corev1.SecretTypeTLS {
-		t.Errorf("Secret type %q", sec.Type)
+	if sec.Type != corev1.SecretTypeTLS || sec.Labels["app.kubernetes.io/managed-by"] != "ramvault-injector" {
+		t.Errorf("Secret type %q, labels %v", sec.Type, sec.Labels)
 	}
-	for i, b := range caBundles(t, client) {
+	for i, b := range caBundles(t, api) {
 		if string(b) != string(sec.Data[secretCAKey]) {
 			t.Errorf("webhook %d: caBundle is not the Secret's ca.crt", i)
 		}
 	}
-	if !slices.Equal(*writes, []string{"patch mutatingwebhookconfigurations", "create secrets"}) {
-		t.Errorf("writes %v: want the caBundle patched before the Secret is written", *writes)
+	if w := api.takeWrites(); !slices.Equal(w, []string{"patch mutatingwebhookconfigurations", "create secrets"}) {
+		t.Errorf("writes %v: want the caBundle patched before the Secret is written", w)
 	}
 	served, err := s.holder.getCertificate(nil)
 	if err != nil || string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: served.Certificate[0]})) != string(sec.Data[secretTLSCert]) {
@@ -174,47 +171,84 @@ func TestSelfSignedReconcile(t *testing.T) {
 	}
 
 	// Nothing due: nothing written.
-	*writes = nil
-	if _, err := s.reconcile(ctx); err != nil || len(*writes) != 0 {
-		t.Fatalf("writes %v (%v) when nothing is due", *writes, err)
+	if _, err := s.reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if w := api.takeWrites(); len(w) != 0 {
+		t.Fatalf("writes %v when nothing is due", w)
 	}
 
 	// Someone empties the caBundle (re-applied manifests): it is patched back.
-	mwc, _ := client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "ramvault-injector", metav1.GetOptions{})
+	var mwc admissionregistrationv1.MutatingWebhookConfiguration
+	api.get(mwcPath, &mwc)
 	mwc.Webhooks[1].ClientConfig.CABundle = nil
-	if _, err := client.AdmissionregistrationV1().MutatingWebhookConfigurations().Update(ctx, mwc, metav1.UpdateOptions{}); err != nil {
+	api.set(mwcPath, &mwc)
+	if _, err := s.reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	*writes = nil
-	if _, err := s.reconcile(ctx); err != nil || !slices.Equal(*writes, []string{"patch mutatingwebhookconfigurations"}) {
-		t.Fatalf("writes %v (%v): want the caBundle patched back, the Secret left alone", *writes, err)
+	if w := api.takeWrites(); !slices.Equal(w, []string{"patch mutatingwebhookconfigurations"}) {
+		t.Fatalf("writes %v: want the caBundle patched back, the Secret left alone", w)
+	}
+	if b := caBundles(t, api); len(b) != 2 || string(b[1]) != string(sec.Data[secretCAKey]) {
+		t.Error("the emptied caBundle was not set back")
 	}
 
 	// The serving certificate is due: only the Secret changes.
 	now = t0.Add(20 * time.Hour)
-	*writes = nil
-	if _, err := s.reconcile(ctx); err != nil || !slices.Equal(*writes, []string{"update secrets"}) {
-		t.Fatalf("writes %v (%v): want the Secret updated, the caBundle unchanged", *writes, err)
+	if _, err := s.reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if w := api.takeWrites(); !slices.Equal(w, []string{"update secrets"}) {
+		t.Fatalf("writes %v: want the Secret updated, the caBundle unchanged", w)
 	}
 
 	// The CA is due: the new CA is trusted first, then served.
 	now = t0.Add(200 * time.Hour)
-	*writes = nil
-	if _, err := s.reconcile(ctx); err != nil || !slices.Equal(*writes, []string{"patch mutatingwebhookconfigurations", "update secrets"}) {
-		t.Fatalf("writes %v (%v): want the caBundle patched, then the Secret updated", *writes, err)
+	if _, err := s.reconcile(ctx); err != nil {
+		t.Fatal(err)
 	}
-	bundle := caBundles(t, client)[0]
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(bundle)
+	if w := api.takeWrites(); !slices.Equal(w, []string{"patch mutatingwebhookconfigurations", "update secrets"}) {
+		t.Fatalf("writes %v: want the caBundle patched, then the Secret updated", w)
+	}
+	bundle := caBundles(t, api)[0]
 	if n := len(parsePKI(map[string][]byte{secretCAKey: bundle}).cas); n != 2 {
 		t.Errorf("%d CAs in the caBundle during a CA rotation, want the new and the old", n)
 	}
 }
 
-func TestSelfSignedWithoutWebhookConfigurationStillServes(t *testing.T) {
-	client := fake.NewClientset()
+// TestSelfSignedStaleWritesFail: the Secret and the caBundle are written
+// with the resourceVersion read, so that a leader that lost the Lease
+// without knowing cannot overwrite the new leader's writes.
+func TestSelfSignedStaleWritesFail(t *testing.T) {
+	ctx := context.Background()
+	api := fakeCluster(t)
 	now := t0
-	s := testSelfSigned(client, &now)
+	s := testSelfSigned(t, api, &now)
+	if _, err := s.reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	secretPath := item("v1", "ramvault-system", "secrets", "ramvault-injector-tls")
+	var sec corev1.Secret
+	api.get(secretPath, &sec)
+	now = t0.Add(20 * time.Hour)
+	api.conflictNext(secretPath, 1)
+	if _, err := s.reconcile(ctx); !apierrors.IsConflict(err) {
+		t.Errorf("a write over a newer Secret: %v, want a Conflict", err)
+	}
+	// The next reconcile reads the Secret again, and succeeds.
+	if _, err := s.reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var after corev1.Secret
+	api.get(secretPath, &after)
+	if string(after.Data[secretTLSCert]) == string(sec.Data[secretTLSCert]) {
+		t.Error("the serving certificate was not renewed after the Conflict")
+	}
+}
+
+func TestSelfSignedWithoutWebhookConfigurationStillServes(t *testing.T) {
+	now := t0
+	s := testSelfSigned(t, newFakeAPIServer(t), &now)
 	if _, err := s.reconcile(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -227,9 +261,9 @@ func TestSelfSignedWithoutWebhookConfigurationStillServes(t *testing.T) {
 // serves what the leader wrote.
 func TestSelfSignedFollowerServesTheSecret(t *testing.T) {
 	ctx := context.Background()
-	client, _ := fakeCluster(t)
+	api := fakeCluster(t)
 	now := t0
-	leader, follower := testSelfSigned(client, &now), testSelfSigned(client, &now)
+	leader, follower := testSelfSigned(t, api, &now), testSelfSigned(t, api, &now)
 	if err := follower.loadSecret(ctx); err != nil || follower.holder.loaded() {
 		t.Fatalf("before the leader wrote: loaded %v (%v)", follower.holder.loaded(), err)
 	}

@@ -8,7 +8,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 )
 
 // ReasonDenied is the reason of the Event that tells of a denied Pod.
@@ -35,17 +34,17 @@ const (
 // object is sent once a minute at most, and events are dropped (and logged)
 // when the queue is full. It needs RBAC to create events, nothing else.
 type EventRecorder struct {
-	client   typedcorev1.EventsGetter
+	sink     EventSink
 	log      *slog.Logger
 	instance string
 	queue    chan *corev1.Event
 	now      func() time.Time
 }
 
-// NewEventRecorder returns a recorder that creates Events through client
-// once Run runs; instance names this replica in them.
-func NewEventRecorder(client typedcorev1.EventsGetter, log *slog.Logger, instance string) *EventRecorder {
-	return &EventRecorder{client: client, log: log, instance: instance, queue: make(chan *corev1.Event, eventQueue), now: time.Now}
+// NewEventRecorder returns a recorder that creates Events in sink once Run
+// runs; instance names this replica in them.
+func NewEventRecorder(sink EventSink, log *slog.Logger, instance string) *EventRecorder {
+	return &EventRecorder{sink: sink, log: log, instance: instance, queue: make(chan *corev1.Event, eventQueue), now: time.Now}
 }
 
 // Denied queues the Event about pod, denied with message.
@@ -113,7 +112,7 @@ func (r *EventRecorder) Run(ctx context.Context) {
 				continue
 			}
 			cctx, cancel := context.WithTimeout(ctx, eventTimeout)
-			_, err := r.client.Events(ev.Namespace).Create(cctx, ev, metav1.CreateOptions{})
+			err := r.sink.CreateEvent(cctx, ev)
 			cancel()
 			if err != nil {
 				r.log.Warn("create event", "namespace", ev.Namespace, "kind", ev.InvolvedObject.Kind, "name", ev.InvolvedObject.Name, "err", err)

@@ -9,12 +9,11 @@ import (
 	"sync"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 )
 
 // selfSignedOptions are the settings of --self-signed.
@@ -45,7 +44,7 @@ type selfSignedOptions struct {
 // apiservers before any replica serves a certificate it signed, so that
 // rotation never fails an admission.
 type selfSigned struct {
-	client  kubeClient
+	client  *kubeClient
 	opts    selfSignedOptions
 	issuer  issuer
 	holder  *certHolder
@@ -54,7 +53,7 @@ type selfSigned struct {
 	now     func() time.Time
 }
 
-func newSelfSigned(client kubeClient, o selfSignedOptions, holder *certHolder, log *slog.Logger, m *Metrics) *selfSigned {
+func newSelfSigned(client *kubeClient, o selfSignedOptions, holder *certHolder, log *slog.Logger, m *Metrics) *selfSigned {
 	return &selfSigned{client: client, opts: o, holder: holder, log: log.With("secret", o.Namespace+"/"+o.SecretName), metrics: m, now: time.Now,
 		issuer: issuer{hosts: o.Hosts, certValidity: o.CertValidity, caValidity: o.CAValidity}}
 }
@@ -86,7 +85,8 @@ func (s *selfSigned) follow(ctx context.Context) {
 func (s *selfSigned) loadSecret(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
-	sec, err := s.client.CoreV1().Secrets(s.opts.Namespace).Get(ctx, s.opts.SecretName, metav1.GetOptions{})
+	sec := &corev1.Secret{}
+	err := s.client.secrets(s.opts.Namespace).get(ctx, s.opts.SecretName, sec)
 	if apierrors.IsNotFound(err) {
 		s.log.Info("waiting for the leader to write the certificate Secret")
 		return nil
@@ -110,56 +110,9 @@ func (s *selfSigned) use(p *pki) {
 }
 
 // campaign runs for leadership again and again until ctx ends; leading
-// runs reconcile.
+// runs lead, which has returned before the next campaign starts.
 func (s *selfSigned) campaign(ctx context.Context) {
-	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Name: s.opts.LeaseName, Namespace: s.opts.Namespace},
-		Client:     s.client.CoordinationV1(),
-		LockConfig: resourcelock.ResourceLockConfig{Identity: s.opts.Identity},
-	}
-	for ctx.Err() == nil {
-		var (
-			mu      sync.Mutex
-			stopped bool
-			leading sync.WaitGroup
-		)
-		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-			Lock:            lock,
-			Name:            s.opts.LeaseName,
-			LeaseDuration:   s.opts.LeaseDuration,
-			RenewDeadline:   s.opts.RenewDeadline,
-			RetryPeriod:     s.opts.RetryPeriod,
-			ReleaseOnCancel: true,
-			Callbacks: leaderelection.LeaderCallbacks{
-				// Run starts this in a goroutine and cancels lctx when the
-				// lease is lost; the next campaign waits for it to return.
-				OnStartedLeading: func(lctx context.Context) {
-					mu.Lock()
-					if stopped {
-						mu.Unlock()
-						return
-					}
-					leading.Add(1)
-					mu.Unlock()
-					defer leading.Done()
-					s.lead(lctx)
-				},
-				OnStoppedLeading: func() {},
-				OnNewLeader: func(id string) {
-					s.log.Info("leader", "identity", id, "self", id == s.opts.Identity)
-				},
-			},
-		})
-		if err != nil {
-			s.log.Error("leader election", "err", err)
-			return
-		}
-		le.Run(ctx)
-		mu.Lock()
-		stopped = true
-		mu.Unlock()
-		leading.Wait()
-	}
+	newLeaseElector(s.client, s.opts, s.log).run(ctx, s.lead)
 }
 
 // lead keeps the Secret and the caBundle current while ctx lasts.
@@ -197,7 +150,8 @@ func (s *selfSigned) lead(ctx context.Context) {
 // and returns when it is next due.
 func (s *selfSigned) reconcile(ctx context.Context) (time.Time, error) {
 	cctx, cancel := context.WithTimeout(ctx, apiTimeout)
-	sec, err := s.client.CoreV1().Secrets(s.opts.Namespace).Get(cctx, s.opts.SecretName, metav1.GetOptions{})
+	sec := &corev1.Secret{}
+	err := s.client.secrets(s.opts.Namespace).get(cctx, s.opts.SecretName, sec)
 	cancel()
 	if apierrors.IsNotFound(err) {
 		sec, err = nil, nil
@@ -239,7 +193,7 @@ func (s *selfSigned) reconcile(ctx context.Context) (time.Time, error) {
 func (s *selfSigned) writeSecret(ctx context.Context, sec *corev1.Secret, p *pki) error {
 	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
-	secrets := s.client.CoreV1().Secrets(s.opts.Namespace)
+	secrets := s.client.secrets(s.opts.Namespace)
 	if sec == nil {
 		sec = &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: s.opts.SecretName, Namespace: s.opts.Namespace, Labels: map[string]string{
@@ -247,8 +201,7 @@ func (s *selfSigned) writeSecret(ctx context.Context, sec *corev1.Secret, p *pki
 			Type: corev1.SecretTypeTLS,
 			Data: p.data(),
 		}
-		_, err := secrets.Create(ctx, sec, metav1.CreateOptions{})
-		if err != nil {
+		if err := secrets.create(ctx, sec, &corev1.Secret{}); err != nil {
 			return fmt.Errorf("create Secret %s/%s: %w", s.opts.Namespace, s.opts.SecretName, err)
 		}
 		return nil
@@ -256,7 +209,7 @@ func (s *selfSigned) writeSecret(ctx context.Context, sec *corev1.Secret, p *pki
 	sec = sec.DeepCopy()
 	sec.Data = p.data()
 	// The resourceVersion read makes a stale leader's write fail.
-	if _, err := secrets.Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
+	if err := secrets.update(ctx, s.opts.SecretName, sec, &corev1.Secret{}); err != nil {
 		return fmt.Errorf("update Secret %s/%s: %w", s.opts.Namespace, s.opts.SecretName, err)
 	}
 	return nil
@@ -268,8 +221,9 @@ func (s *selfSigned) writeSecret(ctx context.Context, sec *corev1.Secret, p *pki
 func (s *selfSigned) patchCABundle(ctx context.Context, bundle []byte) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
-	mwcs := s.client.AdmissionregistrationV1().MutatingWebhookConfigurations()
-	mwc, err := mwcs.Get(ctx, s.opts.WebhookConfig, metav1.GetOptions{})
+	mwcs := s.client.webhookConfigs()
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	err := mwcs.get(ctx, s.opts.WebhookConfig, mwc)
 	if apierrors.IsNotFound(err) {
 		s.log.Warn("MutatingWebhookConfiguration not found: apply the manifests (or fix --webhook-config-name); its caBundle is set once it exists", "name", s.opts.WebhookConfig)
 		return false, nil
@@ -302,7 +256,7 @@ func (s *selfSigned) patchCABundle(ctx context.Context, bundle []byte) (bool, er
 	if err != nil {
 		return false, err
 	}
-	if _, err := mwcs.Patch(ctx, s.opts.WebhookConfig, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: "ramvault-injector"}); err != nil {
+	if err := mwcs.patch(ctx, s.opts.WebhookConfig, types.StrategicMergePatchType, patch, "ramvault-injector"); err != nil {
 		return false, fmt.Errorf("patch the caBundle of MutatingWebhookConfiguration %s: %w", s.opts.WebhookConfig, err)
 	}
 	s.log.Info("caBundle patched", "webhookConfiguration", s.opts.WebhookConfig, "webhooks", len(hooks))

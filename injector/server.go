@@ -23,7 +23,6 @@ import (
 	"golang.org/x/sync/errgroup"
 	utilversion "k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/apimachinery/pkg/util/wait"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -136,7 +135,7 @@ func parseWebhookFlags(args []string, stderr io.Writer) (webhookOptions, error) 
 				errs = append(errs, fmt.Errorf("%s: %v is too short: at least %v", d.flag, d.v, d.min))
 			}
 		}
-		// The rules of client-go's leader election, said with the flags.
+		// The rules of the leader election (client-go's too), said with the flags.
 		if o.ss.LeaseDuration <= o.ss.RenewDeadline {
 			errs = append(errs, fmt.Errorf("--leader-election-lease-duration: %v must be longer than --leader-election-renew-deadline %v", o.ss.LeaseDuration, o.ss.RenewDeadline))
 		}
@@ -155,8 +154,8 @@ func parseWebhookFlags(args []string, stderr io.Writer) (webhookOptions, error) 
 
 // RunWebhook runs `ramvault webhook` (args without the command) until ctx
 // ends, and returns the exit code. Logs are JSON on stderr. client-go's own
-// (leader election) go through klog, whose logger is process-wide: main
-// points it at the same JSON log.
+// (its REST client's warnings) go through klog, whose logger is
+// process-wide: main points it at the same JSON log.
 func RunWebhook(ctx context.Context, args []string, stderr io.Writer) int {
 	o, err := parseWebhookFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -185,13 +184,7 @@ func serveWebhook(ctx context.Context, o webhookOptions, log *slog.Logger) error
 		return err
 	}
 	if o.discoverNative {
-		dc := rest.CopyConfig(rc)
-		dc.Timeout = apiTimeout
-		vc, err := corev1client.NewForConfig(dc)
-		if err != nil {
-			return err
-		}
-		native, v, err := nativeSidecars(ctx, versionGetter{ctx, vc.RESTClient()})
+		native, v, err := nativeSidecars(ctx, versionGetter{ctx, client.core})
 		if err != nil {
 			return err
 		}
@@ -205,7 +198,7 @@ func serveWebhook(ctx context.Context, o webhookOptions, log *slog.Logger) error
 	metrics := NewMetrics(reg)
 	holder := &certHolder{metrics: metrics}
 	instance := identity()
-	events := NewEventRecorder(client.CoreV1(), log, instance)
+	events := NewEventRecorder(client, log, instance)
 	handler := NewHandler(o.cfg, HandlerOptions{Log: log, Metrics: metrics, Events: events, MaxBodyBytes: o.maxBody})
 
 	var certs func(context.Context) error

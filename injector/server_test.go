@@ -10,9 +10,6 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/api/resource"
-	"k8s.io/apimachinery/pkg/version"
-	fakediscovery "k8s.io/client-go/discovery/fake"
-	k8stesting "k8s.io/client-go/testing"
 )
 
 func writeFile(t *testing.T, name, content string) string {
@@ -117,8 +114,10 @@ func TestRunWebhookUsage(t *testing.T) {
 func TestNativeSidecarsFromTheServerVersion(t *testing.T) {
 	for v, want := range map[string]bool{"v1.28.9": false, "v1.29.0": true, "v1.34.4": true, "v1.30.2-gke.1587003": true, "v2.0.0": true} {
 		t.Run(v, func(t *testing.T) {
-			dc := &fakediscovery.FakeDiscovery{Fake: &k8stesting.Fake{}, FakedServerVersion: &version.Info{GitVersion: v}}
-			got, gv, err := nativeSidecars(context.Background(), dc)
+			api := newFakeAPIServer(t)
+			api.gitVersion = v
+			client, _ := api.client(t)
+			got, gv, err := nativeSidecars(context.Background(), versionGetter{context.Background(), client.core})
 			if err != nil || got != want || gv != v {
 				t.Errorf("native %v (%q, %v), want %v", got, gv, err, want)
 			}

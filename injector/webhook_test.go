@@ -25,7 +25,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
@@ -260,8 +259,8 @@ func TestHandlerDenialListsEveryProblem(t *testing.T) {
 		t.Fatalf("the test Pod should have at least 4 problems, Inject says %v", want)
 	}
 	m := NewMetrics(prometheus.NewRegistry())
-	client := fake.NewClientset()
-	events := NewEventRecorder(client.CoreV1(), slog.New(slog.DiscardHandler), "replica-0")
+	client, _ := newFakeAPIServer(t).client(t)
+	events := NewEventRecorder(client, slog.New(slog.DiscardHandler), "replica-0")
 	h := NewHandler(testConfig, HandlerOptions{Metrics: m, Events: events})
 	w := post(h, reviewBody(t, podRequest(t, "uid-deny", podJSON(t, pod), "shop")), "application/json")
 	resp := answer(t, w)
@@ -418,8 +417,9 @@ func TestEventRecorder(t *testing.T) {
 		{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-7d9f", UID: "u1", Controller: ptr.To(true)},
 	}
 	bare := testPod()
-	client := fake.NewClientset()
-	r := NewEventRecorder(client.CoreV1(), slog.New(slog.DiscardHandler), "replica-0")
+	api := newFakeAPIServer(t)
+	client, _ := api.client(t)
+	r := NewEventRecorder(client, slog.New(slog.DiscardHandler), "replica-0")
 	var now atomic.Int64 // the recorder's clock, read by Run
 	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	r.now = func() time.Time { return time.Unix(0, now.Load()) }
@@ -431,7 +431,7 @@ func TestEventRecorder(t *testing.T) {
 	r.Denied(owned, "first")
 	r.Denied(owned, "first") // within the minute: not again
 	r.Denied(bare, strings.Repeat("x", 2*maxEventMessage))
-	list := waitEvents(t, client, 2)
+	list := waitEvents(t, api, 2)
 	byKind := map[string]corev1.Event{}
 	for _, e := range list {
 		byKind[e.InvolvedObject.Kind] = e
@@ -446,25 +446,28 @@ func TestEventRecorder(t *testing.T) {
 	}
 	now.Add(int64(eventRepeat))
 	r.Denied(owned, "first")
-	waitEvents(t, client, 3)
+	waitEvents(t, api, 3)
 }
 
-func waitEvents(t *testing.T, client *fake.Clientset, n int) []corev1.Event {
+func waitEvents(t *testing.T, api *fakeAPIServer, n int) []corev1.Event {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		list, err := client.CoreV1().Events("shop").List(context.Background(), metav1.ListOptions{})
-		if err != nil {
-			t.Fatal(err)
+		list := api.list("/api/v1/namespaces/shop/events")
+		if len(list) > n {
+			t.Fatalf("%d events, want %d", len(list), n)
 		}
-		if len(list.Items) > n {
-			t.Fatalf("%d events, want %d", len(list.Items), n)
-		}
-		if len(list.Items) == n {
-			return list.Items
+		if len(list) == n {
+			events := make([]corev1.Event, n)
+			for i, b := range list {
+				if err := json.Unmarshal(b, &events[i]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return events
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d events after 5s, want %d", len(list.Items), n)
+			t.Fatalf("%d events after 5s, want %d", len(list), n)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
