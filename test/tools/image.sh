@@ -59,3 +59,6 @@ for t in $targets; do
   buildah $S push -q "$name" "oci-archive:$out/${t#*:}.tar:$name" >/dev/null
   echo "$inputs" > "$stamp"
 done
+# buildah on vfs keeps every layer of every build as a full copy of the
+# builder (GBs each); the tagged images and the archives are all we use.
+buildah $S rmi --prune >/dev/null 2>&1 || true
