@@ -13,6 +13,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -166,11 +168,31 @@ func RunWebhook(ctx context.Context, args []string, stderr io.Writer) int {
 		return ExitUsage
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
+	gc := gcPercent(os.Getenv("GOGC"))
+	log.Info("garbage collector", "GOGC", gc)
 	if err := serveWebhook(ctx, o, log); err != nil {
 		log.Error("webhook stopped", "err", err)
 		return ExitInvalid
 	}
 	return ExitOK
+}
+
+// DefaultGCPercent is the webhook's GOGC unless its environment sets one.
+// Every admission allocates about 90 KB (two decodes, the diff, the answer)
+// while the live heap stays small (a few MiB), so at Go's default of 100
+// the collector runs every few dozen admissions and took a quarter of the
+// CPU under load. At 400 it runs a quarter as often, for a heap a few tens
+// of MiB at most, well inside the Deployment's 128Mi limit.
+const DefaultGCPercent = 400
+
+// gcPercent applies DefaultGCPercent when env (the GOGC variable, which the
+// runtime has already applied) is empty, and returns the GOGC in effect.
+func gcPercent(env string) string {
+	if env != "" {
+		return env
+	}
+	debug.SetGCPercent(DefaultGCPercent)
+	return strconv.Itoa(DefaultGCPercent)
 }
 
 // serveWebhook runs the servers until ctx ends, then shuts them down.

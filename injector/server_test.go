@@ -5,7 +5,9 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -131,5 +133,21 @@ func TestServiceHosts(t *testing.T) {
 		"ramvault-injector.ramvault-system.svc.cluster.local", "10.88.77.1"}
 	if !slices.Equal(got, want) {
 		t.Errorf("hosts %v, want %v", got, want)
+	}
+}
+
+func TestGCPercent(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	if got := gcPercent("150"); got != "150" {
+		t.Fatalf("GOGC=150 in the environment: reported %q", got)
+	}
+	if prev := debug.SetGCPercent(100); prev != 100 {
+		t.Fatalf("GOGC=150 in the environment (applied by the runtime): the webhook changed it to %d", prev)
+	}
+	if got := gcPercent(""); got != strconv.Itoa(DefaultGCPercent) {
+		t.Fatalf("no GOGC: reported %q", got)
+	}
+	if prev := debug.SetGCPercent(100); prev != DefaultGCPercent {
+		t.Fatalf("no GOGC: GC percent %d, want %d", prev, DefaultGCPercent)
 	}
 }
