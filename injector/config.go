@@ -58,6 +58,12 @@ const (
 )
 
 // DefaultResources are the agent's requests and limits when Config sets none.
+// The agent idles at ~0 CPU; its CPU limit only caps the bursts of a start
+// (Go runtime, login, first write: ~30 ms of CPU) and of a rotation. At 100m
+// the kernel spread that start over ~250 ms (10 ms of CPU per 100 ms), long
+// enough for the kubelet's 1 s relist to miss the init container's exit on
+// most Pods: a second more to Ready. 500m (vault-k8s's default too) lets it
+// finish in one CFS period.
 func DefaultResources() corev1.ResourceRequirements {
 	return corev1.ResourceRequirements{
 		Requests: corev1.ResourceList{
@@ -65,7 +71,7 @@ func DefaultResources() corev1.ResourceRequirements {
 			corev1.ResourceMemory: resource.MustParse("16Mi"),
 		},
 		Limits: corev1.ResourceList{
-			corev1.ResourceCPU:    resource.MustParse("100m"),
+			corev1.ResourceCPU:    resource.MustParse("500m"),
 			corev1.ResourceMemory: resource.MustParse("32Mi"),
 		},
 	}

@@ -460,9 +460,12 @@ func (in *injection) apply() {
 	case spec.ModeNative:
 		first = in.agent(AgentContainer, "sidecar")
 		first.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
-		// The kubelet starts the next containers once this succeeds: when
-		// every secret has been written once.
-		first.StartupProbe = agentProbe("/startup", 1, 120)
+		// The kubelet starts the next containers once this hook returns:
+		// when every secret has been written once. A startup probe would do
+		// the same a tick of its period later (up to 1 s on every Pod).
+		// After 2 min the hook fails, and the kubelet restarts the agent.
+		first.Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
+			Command: []string{spec.AgentBinary, spec.AwaitStartup, "--timeout=2m"}}}}
 		first.LivenessProbe = agentProbe("/healthz", 10, 3)
 	case spec.ModeClassic:
 		first = in.agent(AgentInitContainer, "init")

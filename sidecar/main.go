@@ -27,6 +27,9 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, version.String("ramvault-agent"))
 		return 0
 	}
+	if len(args) > 0 && args[0] == spec.AwaitStartup {
+		return awaitStartup(ctx, args[1:], stderr)
+	}
 	cfg, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0

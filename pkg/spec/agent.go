@@ -15,6 +15,13 @@ const (
 	// annotations, in the kubelet's key="value" format).
 	AgentPodInfoDir = "/ramvault/podinfo"
 
+	// AgentBinary is the agent's path in its image (the Dockerfile's agent
+	// target), for the native sidecar's postStart hook.
+	AgentBinary = "/ramvault-agent"
+	// AwaitStartup is the agent command that waits until the agent in the
+	// same container has written every secret (its /startup answers 200).
+	AwaitStartup = "await-startup"
+
 	// AgentHealthPort serves /healthz, /readyz, /startup and /restart-probe.
 	AgentHealthPort = 8099
 	// AgentMetricsPort serves Prometheus metrics.

@@ -232,7 +232,7 @@ func Table() []Row {
 				return nil
 			}},
 		{Name: "mode", Type: TypeEnum, Enum: []string{"native", "classic", "init-only"}, Example: "init-only",
-			Doc: "Shape of the injection. `native`: one init container with restartPolicy Always (a native sidecar, Kubernetes ≥ 1.29) whose startup probe holds the app until the secrets exist. " +
+			Doc: "Shape of the injection. `native`: one init container with restartPolicy Always (a native sidecar, Kubernetes ≥ 1.29) whose postStart hook holds the app until the secrets exist. " +
 				"`classic`: an init container then a regular sidecar. `init-only`: the init container only (no renewal; leases expire). Default: native where the cluster supports it, else classic.",
 			set: func(c *Config, _ *Secret, v string) error { c.Mode = Mode(v); return nil }},
 		{Name: "agent-placement", Type: TypeEnum, Enum: []string{"first", "last"}, Default: "first",

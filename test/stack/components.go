@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -237,7 +238,7 @@ func (s *Stack) startKubelet(ctx context.Context) error {
 	c, err := s.start("kubelet", []string{"unshare", "-m", "--propagation", "unchanged", "/bin/sh", "-c", script, "kubelet",
 		s.bin("kubelet"), "--config=" + s.p.join("kubelet-config.yaml"), "--kubeconfig=" + s.p.join("kubelet.kubeconfig"),
 		"--root-dir=" + root, "--hostname-override=" + NodeName, "--node-ip=" + Gateway,
-		"--volume-plugin-dir=" + s.p.join("kubelet-plugins"), "--v=1"}, startOpts{})
+		"--volume-plugin-dir=" + s.p.join("kubelet-plugins"), "--v=" + cmp.Or(os.Getenv("RAMVAULT_KUBELET_V"), "1")}, startOpts{})
 	if err != nil {
 		return err
 	}
