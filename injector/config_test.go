@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/utils/ptr"
 
 	"github.com/ramvault/ramvault/pkg/spec"
 )
@@ -69,6 +70,18 @@ func errorMentions(t *testing.T, err error, want ...string) {
 	for _, w := range want {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error %q lacks %q", err, w)
+		}
+	}
+}
+
+func TestClassicRevokeDelay(t *testing.T) {
+	for _, c := range []struct {
+		grace *int64
+		want  int64
+	}{{nil, 5}, {ptr.To[int64](30), 5}, {ptr.To[int64](12), 2}, {ptr.To[int64](10), 0}, {ptr.To[int64](0), 0}} {
+		pod := &corev1.Pod{Spec: corev1.PodSpec{TerminationGracePeriodSeconds: c.grace}}
+		if got := classicRevokeDelay(pod); got != c.want {
+			t.Errorf("terminationGracePeriodSeconds %v: delay %d s, want %d s", ptr.Deref(c.grace, -1), got, c.want)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -471,6 +472,10 @@ func (in *injection) apply() {
 		first = in.agent(AgentInitContainer, "init")
 		sidecar := in.agent(AgentContainer, "sidecar")
 		sidecar.LivenessProbe = agentProbe("/healthz", 10, 3)
+		if d := classicRevokeDelay(in.pod); d > 0 {
+			sidecar.Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
+				Command: []string{spec.AgentBinary, spec.AgentSleep, strconv.FormatInt(d, 10) + "s"}}}}
+		}
 		ps.Containers = append(ps.Containers, sidecar)
 	default:
 		first = in.agent(AgentInitContainer, "init")
@@ -586,6 +591,26 @@ func agentProbe(path string, period, failures int32) *corev1.Probe {
 		PeriodSeconds:    period,
 		FailureThreshold: failures,
 	}
+}
+
+// agentShutdownGrace is the agent's --shutdown-grace (its default): how long
+// it may take to revoke after SIGTERM.
+const agentShutdownGrace = 10
+
+// classicRevokeDelay is how long, in seconds, the classic sidecar's preStop
+// hook holds back its SIGTERM. The kubelet stops the app and the classic
+// sidecar together, and the agent revokes the Pod's leases and token at once
+// on SIGTERM: without the delay an app still finishing its work would lose
+// its database credentials. 5 s (vault-k8s's agent-revoke-grace default),
+// less where the Pod's grace period would then leave the agent under
+// agentShutdownGrace to revoke; none where it leaves nothing. Native sidecars
+// need none: the kubelet stops them after the app.
+func classicRevokeDelay(pod *corev1.Pod) int64 {
+	grace := int64(corev1.DefaultTerminationGracePeriodSeconds)
+	if g := pod.Spec.TerminationGracePeriodSeconds; g != nil {
+		grace = *g
+	}
+	return max(0, min(5, grace-agentShutdownGrace))
 }
 
 // restartProbe is the liveness probe of an app container under reload

@@ -65,3 +65,26 @@ func awaitStartup(ctx context.Context, args []string, stderr io.Writer) int {
 		}
 	}
 }
+
+// sleepFor is `ramvault-agent sleep DURATION`, the classic sidecar's preStop
+// hook: the kubelet sends the sidecar SIGTERM, and the agent revokes the
+// Pod's credentials, only once it returns, so the app, stopped at the same
+// time, has that long to finish with them.
+func sleepFor(ctx context.Context, args []string, stderr io.Writer) int {
+	var d time.Duration
+	var err error
+	if len(args) == 1 {
+		d, err = time.ParseDuration(args[0])
+	}
+	if len(args) != 1 || err != nil || d < 0 {
+		fmt.Fprintf(stderr, "ramvault-agent %s: want one duration, such as 5s\n", spec.AgentSleep)
+		return 2
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	return 0
+}

@@ -54,3 +54,20 @@ func TestAwaitStartup(t *testing.T) {
 		}
 	}
 }
+
+func TestSleep(t *testing.T) {
+	var stderr bytes.Buffer
+	if code := Main(context.Background(), []string{spec.AgentSleep, "10ms"}, &stderr); code != 0 {
+		t.Fatalf("exit %d (%s)", code, stderr.String())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if code := Main(ctx, []string{spec.AgentSleep, "1h"}, &stderr); code != 0 {
+		t.Fatalf("cancelled: exit %d", code)
+	}
+	for _, args := range [][]string{{}, {"5"}, {"-1s"}, {"1s", "2s"}} {
+		if code := Main(context.Background(), append([]string{spec.AgentSleep}, args...), &stderr); code != 2 {
+			t.Fatalf("%q: exit %d, want 2", args, code)
+		}
+	}
+}

@@ -27,6 +27,9 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, version.String("ramvault-agent"))
 		return 0
 	}
+	if len(args) > 0 && args[0] == spec.AgentSleep {
+		return sleepFor(ctx, args[1:], stderr)
+	}
 	if len(args) > 0 && args[0] == spec.AwaitStartup {
 		return awaitStartup(ctx, args[1:], stderr)
 	}

@@ -22,6 +22,10 @@ const (
 	// same container has written every secret (its /startup answers 200).
 	AwaitStartup = "await-startup"
 
+	// AgentSleep is the agent command that waits the duration given and
+	// exits: the classic sidecar's preStop hook (the image has no shell).
+	AgentSleep = "sleep"
+
 	// AgentHealthPort serves /healthz, /readyz, /startup and /restart-probe.
 	AgentHealthPort = 8099
 	// AgentMetricsPort serves Prometheus metrics.

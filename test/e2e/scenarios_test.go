@@ -199,3 +199,62 @@ func TestRestrictedNamespaceAdmitsInjectedPods(t *testing.T) {
 	w.create(pod)
 	stack.WaitPod(t, w.cs, w.ns, "app", 90*time.Second, stack.PodRunningReady)
 }
+
+// In classic mode the kubelet stops the app and the agent sidecar together.
+// The sidecar's preStop hook holds its SIGTERM, and so the revocation, for 5 s:
+// the Pod's database lease outlives the delete by that long (an app still
+// shutting down keeps working credentials), and is revoked with the token
+// once the Pod is gone.
+func TestClassicSidecarRevokesOnlyOnceTheAppHadTimeToStop(t *testing.T) {
+	w := newWorld(t, kvPolicy)
+	ctx := context.Background()
+	db := w.dbRole("2m", "10m")
+	spec := appSpec(`trap 'sleep 2; exit 0' TERM; while true; do sleep 1; done`)
+	spec.TerminationGracePeriodSeconds = ptr.To[int64](30)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "app", Annotations: map[string]string{
+		"ramvault.io/inject": "true", "ramvault.io/role": w.role, "ramvault.io/secret-db": db, "ramvault.io/mode": "classic"}},
+		Spec: spec}
+	created := w.create(pod)
+	var hook []string
+	for _, c := range created.Spec.Containers {
+		if c.Name == "ramvault-agent" && c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Exec != nil {
+			hook = c.Lifecycle.PreStop.Exec.Command
+		}
+	}
+	if strings.Join(hook, " ") != "/ramvault-agent sleep 5s" {
+		t.Fatalf("classic sidecar's preStop hook %q, want /ramvault-agent sleep 5s", hook)
+	}
+	stack.WaitPod(t, w.cs, w.ns, "app", 90*time.Second, stack.PodRunningReady)
+	leases := func() int {
+		l, err := w.vc.Logical().List("sys/leases/lookup/" + db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l == nil {
+			return 0
+		}
+		keys, _ := l.Data["keys"].([]any)
+		return len(keys)
+	}
+	accessors := w.podTokens()
+	if len(accessors) != 1 || leases() != 1 {
+		t.Fatalf("%d tokens and %d database leases for the Pod, want 1 and 1", len(accessors), leases())
+	}
+	if err := w.cs.CoreV1().Pods(w.ns).Delete(ctx, "app", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	if n := leases(); n != 1 {
+		t.Fatalf("2.5 s after the delete the Pod's database lease is gone (%d left): the agent revoked while the app was stopping", n)
+	}
+	stack.WaitFor(t, 60*time.Second, "the Pod to be gone", func() bool {
+		_, err := w.cs.CoreV1().Pods(w.ns).Get(ctx, "app", metav1.GetOptions{})
+		return err != nil
+	})
+	if n := leases(); n != 0 {
+		t.Errorf("the Pod's database lease outlives it (%d)", n)
+	}
+	if _, err := w.vc.Logical().Write("auth/token/lookup-accessor", map[string]any{"accessor": accessors[0]}); err == nil {
+		t.Error("the Pod's Vault token still exists after the Pod was deleted")
+	}
+}
