@@ -47,7 +47,7 @@ func FuzzInject(f *testing.F) {
 				t.Fatalf("error %v (%T): want a non-empty spec.ErrorList", err, err)
 			}
 			for _, e := range list {
-				if e.Annotation == "" || e.Message == "" {
+				if e.Field == "" || e.Message == "" {
 					t.Fatalf("error without subject or message: %+v", e)
 				}
 			}

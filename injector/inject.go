@@ -82,7 +82,7 @@ func injectInPlace(pod *corev1.Pod, cfg Config) (*corev1.Pod, error) {
 	}
 	in := &injection{pod: pod, cfg: cfg, ann: ann, invalid: map[string]bool{}}
 	for _, e := range errs {
-		in.invalid[e.Annotation] = true
+		in.invalid[e.Field] = true
 	}
 	in.check()
 	if errs = append(errs, in.errs...); len(errs) > 0 {
@@ -97,7 +97,7 @@ func injectInPlace(pod *corev1.Pod, cfg Config) (*corev1.Pod, error) {
 type injection struct {
 	pod     *corev1.Pod
 	cfg     Config
-	ann     *spec.Config
+	ann     *spec.Annotations
 	invalid map[string]bool // annotations spec.Parse rejected: checks that read them are skipped
 	errs    spec.ErrorList
 
@@ -117,7 +117,7 @@ type injection struct {
 func key(name string) string { return spec.Prefix + name }
 
 func (in *injection) fail(subject, format string, args ...any) {
-	in.errs = append(in.errs, spec.Error{Annotation: subject, Message: fmt.Sprintf(format, args...)})
+	in.errs = append(in.errs, spec.Error{Field: subject, Message: fmt.Sprintf(format, args...)})
 }
 
 func (in *injection) check() {

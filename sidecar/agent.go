@@ -39,7 +39,7 @@ type Config struct {
 	VaultTokenFile string // instead of logging in, use this Vault token (debugging by hand)
 	SecretsDir     string
 	StateDir       string
-	Spec           *spec.Config
+	Spec           *spec.Annotations
 	SignalProcess  string
 	HealthAddr     string // "" disables the health server
 	MetricsAddr    string // "" disables metrics

@@ -114,7 +114,7 @@ type Secret struct {
 }
 
 // Config is a Pod's parsed, defaulted and validated ramvault annotations.
-type Config struct {
+type Annotations struct {
 	Inject           bool
 	Status           string
 	Role             string
@@ -137,20 +137,20 @@ type Config struct {
 }
 
 // ReloadFor is the reload that applies to a secret.
-func (c *Config) ReloadFor(s Secret) Reload {
+func (c *Annotations) ReloadFor(s Secret) Reload {
 	if s.Reload != nil {
 		return *s.Reload
 	}
 	return c.Reload
 }
 
-// Error is one problem with one annotation.
+// Error is one problem with one annotation or one field of the Pod.
 type Error struct {
-	Annotation string
-	Message    string
+	Field   string // the annotation at fault, or a field path such as spec.containers[1].volumeMounts
+	Message string
 }
 
-func (e Error) Error() string { return e.Annotation + ": " + e.Message }
+func (e Error) Error() string { return e.Field + ": " + e.Message }
 
 // ErrorList is every problem found, in annotation order.
 type ErrorList []Error
@@ -187,10 +187,10 @@ var tableIndex = sync.OnceValue(func() indexedTable {
 
 // Parse reads every ramvault.io/ annotation, applies defaults, and validates;
 // it reports every problem at once. Annotations of other prefixes are ignored.
-func Parse(annotations map[string]string) (*Config, error) {
+func Parse(annotations map[string]string) (*Annotations, error) {
 	ix := tableIndex()
 	table, podRows, families := ix.table, ix.podRows, ix.families
-	cfg := &Config{}
+	cfg := &Annotations{}
 	var errs ErrorList
 	// Defaults first, then the annotations.
 	for _, r := range table {
@@ -280,7 +280,7 @@ func Parse(annotations map[string]string) (*Config, error) {
 }
 
 // finish applies cross-field rules of one secret.
-func (s *Secret) finish(cfg *Config, vals map[string]string) ErrorList {
+func (s *Secret) finish(cfg *Annotations, vals map[string]string) ErrorList {
 	var errs ErrorList
 	key := func(f string) string { return Prefix + f + "-" + s.Name }
 	if s.Template != "" {

@@ -17,13 +17,13 @@ func TestParse(t *testing.T) {
 	cases := []struct {
 		name   string
 		in     map[string]string
-		check  func(t *testing.T, c *Config)
+		check  func(t *testing.T, c *Annotations)
 		errors []string // substrings, one per expected error, in order
 	}{
 		{name: "a minimal opt-in gets every default",
 			in: map[string]string{"ramvault.io/inject": "true", "ramvault.io/secret-db": "secret/data/db"},
-			check: func(t *testing.T, c *Config) {
-				want := &Config{Inject: true, AuthPath: "kubernetes", Audience: "vault", Reload: Reload{Kind: ReloadNone},
+			check: func(t *testing.T, c *Annotations) {
+				want := &Annotations{Inject: true, AuthPath: "kubernetes", Audience: "vault", Reload: Reload{Kind: ReloadNone},
 					Placement: "first", MountPath: "/var/run/secrets/ramvault", VolumeSize: "4Mi", Refresh: 5 * time.Minute,
 					Secrets: []Secret{{Name: "db", Path: "secret/data/db", Method: "read", Format: FormatJSON, Refresh: 5 * time.Minute, FileMode: 0o400}}}
 				if !reflect.DeepEqual(c, want) {
@@ -31,7 +31,7 @@ func TestParse(t *testing.T) {
 				}
 			}},
 		{name: "other prefixes are ignored", in: map[string]string{"example.com/x": "1", "ramvault.io/inject": "false"},
-			check: func(t *testing.T, c *Config) {
+			check: func(t *testing.T, c *Annotations) {
 				if c.Inject {
 					t.Fatal("inject")
 				}
@@ -40,7 +40,7 @@ func TestParse(t *testing.T) {
 			in: map[string]string{"ramvault.io/inject": "true", "ramvault.io/secret-a": "kv/a", "ramvault.io/secret-b": "pki/issue/web",
 				"ramvault.io/key-a": "password", "ramvault.io/refresh-a": "30s", "ramvault.io/method-b": "write",
 				"ramvault.io/params-b": "common_name=web.example.com, ttl=1h", "ramvault.io/reload-b": "signal:hup", "ramvault.io/file-mode-b": "0600"},
-			check: func(t *testing.T, c *Config) {
+			check: func(t *testing.T, c *Annotations) {
 				a, b := c.Secrets[0], c.Secrets[1]
 				if a.Format != FormatRaw || a.Key != "password" || a.Refresh != 30*time.Second || a.Reload != nil {
 					t.Errorf("a = %+v", a)
@@ -52,14 +52,14 @@ func TestParse(t *testing.T) {
 			}},
 		{name: "a template implies format template",
 			in: map[string]string{"ramvault.io/secret-db": "database/creds/app", "ramvault.io/template-db": "{{ .Data.username }}"},
-			check: func(t *testing.T, c *Config) {
+			check: func(t *testing.T, c *Annotations) {
 				if c.Secrets[0].Format != FormatTemplate {
 					t.Fatal(c.Secrets[0].Format)
 				}
 			}},
 		{name: "http reload on localhost is accepted",
 			in: map[string]string{"ramvault.io/reload": "http:http://127.0.0.1:8080/-/reload"},
-			check: func(t *testing.T, c *Config) {
+			check: func(t *testing.T, c *Annotations) {
 				if c.Reload.Kind != ReloadHTTP || c.Reload.URL != "http://127.0.0.1:8080/-/reload" {
 					t.Fatal(c.Reload)
 				}
@@ -137,7 +137,7 @@ func TestTableRowsAreDocumentedAndTyped(t *testing.T) {
 			t.Errorf("row %s lacks doc, type or setter", k)
 		}
 		if r.Default != "" {
-			if err := r.set(&Config{}, &Secret{}, r.Default); err != nil {
+			if err := r.set(&Annotations{}, &Secret{}, r.Default); err != nil {
 				t.Errorf("row %s: its default %q does not validate: %v", k, r.Default, err)
 			}
 		}

@@ -1,7 +1,3 @@
-// Package spec is ramvault's annotation specification: one typed table from
-// which parsing, defaulting, validation, error messages and the reference
-// documentation (docs/annotations.md) all derive. Both the injector and the
-// agent use it, so it imports nothing from Kubernetes.
 package spec
 
 import (
@@ -48,7 +44,7 @@ type Row struct {
 	Example   string
 	Doc       string
 	// set parses raw (already validated against Type) into the target.
-	set func(c *Config, s *Secret, raw string) error
+	set func(c *Annotations, s *Secret, raw string) error
 }
 
 // Key is the annotation key of the row (for a secret family, of secret name).
@@ -137,13 +133,13 @@ func Table() []Row {
 	return []Row{
 		{Name: "inject", Type: TypeBool, Example: `"true"`,
 			Doc: `Opt in: "true" injects the agent. Any other value, or no annotation, leaves the Pod alone.`,
-			set: func(c *Config, _ *Secret, v string) error { c.Inject = v == "true"; return nil }},
+			set: func(c *Annotations, _ *Secret, v string) error { c.Inject = v == "true"; return nil }},
 		{Name: "status", Type: TypeString,
 			Doc: "Written by the injector when it has injected the Pod (its version). A Pod that carries it is never injected again. Do not set it yourself.",
-			set: func(c *Config, _ *Secret, v string) error { c.Status = v; return nil }},
+			set: func(c *Annotations, _ *Secret, v string) error { c.Status = v; return nil }},
 		{Name: "role", Type: TypeString, Example: "payments",
 			Doc: "Vault Kubernetes-auth role to log in with. Default: the Pod's service account name (so a role per service account needs no annotation).",
-			set: func(c *Config, _ *Secret, v string) error {
+			set: func(c *Annotations, _ *Secret, v string) error {
 				if !isRole(v) {
 					return fmt.Errorf("%q is not a Vault role name: use letters, digits, '_', '.', '-' (at most 128)", v)
 				}
@@ -152,7 +148,7 @@ func Table() []Row {
 			}},
 		{Name: "auth-path", Type: TypeString, Default: "kubernetes", Example: "kubernetes-prod",
 			Doc: "Mount path of the Kubernetes auth method in Vault (without auth/).",
-			set: func(c *Config, _ *Secret, v string) error {
+			set: func(c *Annotations, _ *Secret, v string) error {
 				v = strings.Trim(strings.TrimPrefix(v, "auth/"), "/")
 				if !isVaultPath(v) {
 					return fmt.Errorf("%q is not a Vault mount path", v)
@@ -162,7 +158,7 @@ func Table() []Row {
 			}},
 		{Name: "audience", Type: TypeString, Default: "vault",
 			Doc: "Audience of the projected service-account token the agent logs in with; must match the Vault role's `audience`.",
-			set: func(c *Config, _ *Secret, v string) error {
+			set: func(c *Annotations, _ *Secret, v string) error {
 				if v == "" || strings.ContainsAny(v, " ,") {
 					return fmt.Errorf("%q is not a token audience: one word, no spaces or commas", v)
 				}
@@ -171,7 +167,7 @@ func Table() []Row {
 			}},
 		{Name: "vault-addr", Type: TypeURL, Example: "https://vault.vault.svc:8200",
 			Doc: "Vault address for this Pod. Default: the cluster default of the injector. Accepted only if the injector's allowlist holds it.",
-			set: func(c *Config, _ *Secret, v string) error {
+			set: func(c *Annotations, _ *Secret, v string) error {
 				u, err := url.Parse(v)
 				if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" && u.Path != "/" {
 					return fmt.Errorf("%q is not a Vault address: want http(s)://host[:port]", v)
@@ -181,7 +177,7 @@ func Table() []Row {
 			}},
 		{Name: "vault-namespace", Type: TypeString, Example: "team-a",
 			Doc: "Vault Enterprise namespace to work in. Default: none (root).",
-			set: func(c *Config, _ *Secret, v string) error {
+			set: func(c *Annotations, _ *Secret, v string) error {
 				if !isVaultPath(strings.Trim(v, "/")) {
 					return fmt.Errorf("%q is not a Vault namespace path", v)
 				}
@@ -192,7 +188,7 @@ func Table() []Row {
 			Doc: "ConfigMap in the Pod's namespace whose key `ca.crt` holds the PEM CA bundle that signs Vault's certificate " +
 				"(distributed to namespaces by trust-manager, say); mounted read-only into the agent containers only. " +
 				"Default: the injector's `--vault-ca-configmap`; if neither is set, the agent trusts the public CA bundle in its image.",
-			set: func(c *Config, _ *Secret, v string) error {
+			set: func(c *Annotations, _ *Secret, v string) error {
 				if !isDNSSubdomain(v) {
 					return fmt.Errorf("%q is not a ConfigMap name: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit", v)
 				}
@@ -202,14 +198,14 @@ func Table() []Row {
 		{Name: "reload", Type: TypeReload, Default: "none", Example: "signal:SIGHUP",
 			Doc: "How the app learns of new secrets: `signal:<SIG>` (signal the app process in a shared process namespace), " +
 				"`http:<url>` (POST to a localhost URL), `restart` (the agent fails the app's liveness probe so the kubelet restarts the app container), or `none`.",
-			set: func(c *Config, _ *Secret, v string) error {
+			set: func(c *Annotations, _ *Secret, v string) error {
 				r, err := ParseReload(v)
 				c.Reload = r
 				return err
 			}},
 		{Name: "signal-process", Type: TypeString, Example: "nginx",
 			Doc: "Name of the app process to signal (as in /proc/<pid>/comm, at most 15 characters). Default: the base name of the first target container's command.",
-			set: func(c *Config, _ *Secret, v string) error {
+			set: func(c *Annotations, _ *Secret, v string) error {
 				if !isProcName(v) {
 					return fmt.Errorf("%q is not a process name: 1 to 15 characters, no '/'", v)
 				}
@@ -219,7 +215,7 @@ func Table() []Row {
 		{Name: "containers", Type: TypeList, Example: "app,worker",
 			Doc: "Comma-separated containers that get the secrets volume (read-only): app containers, or init containers " +
 				"(a migration, say), which then run after the agent's first write (with `agent-placement` first). Default: every app container.",
-			set: func(c *Config, _ *Secret, v string) error {
+			set: func(c *Annotations, _ *Secret, v string) error {
 				c.Containers = nil
 				for _, n := range strings.Split(v, ",") {
 					if n = strings.TrimSpace(n); n != "" {
@@ -234,13 +230,13 @@ func Table() []Row {
 		{Name: "mode", Type: TypeEnum, Enum: []string{"native", "classic", "init-only"}, Example: "init-only",
 			Doc: "Shape of the injection. `native`: one init container with restartPolicy Always (a native sidecar, Kubernetes ≥ 1.29) whose postStart hook holds the app until the secrets exist. " +
 				"`classic`: an init container then a regular sidecar. `init-only`: the init container only (no renewal; leases expire). Default: native where the cluster supports it, else classic.",
-			set: func(c *Config, _ *Secret, v string) error { c.Mode = Mode(v); return nil }},
+			set: func(c *Annotations, _ *Secret, v string) error { c.Mode = Mode(v); return nil }},
 		{Name: "agent-placement", Type: TypeEnum, Enum: []string{"first", "last"}, Default: "first",
 			Doc: "Where the agent goes among existing init containers. `first` (default) because service-mesh init containers such as istio-init redirect all traffic to a proxy that is not running yet, which would cut the agent off from Vault.",
-			set: func(c *Config, _ *Secret, v string) error { c.Placement = v; return nil }},
+			set: func(c *Annotations, _ *Secret, v string) error { c.Placement = v; return nil }},
 		{Name: "mount-path", Type: TypeString, Default: "/var/run/secrets/ramvault",
 			Doc: "Where the secrets volume is mounted (read-only) in the app containers.",
-			set: func(c *Config, _ *Secret, v string) error {
+			set: func(c *Annotations, _ *Secret, v string) error {
 				if !isMountPath(v) || strings.Contains(v, "..") || v == "/" {
 					return fmt.Errorf("%q is not an absolute path for a volume mount", v)
 				}
@@ -249,7 +245,7 @@ func Table() []Row {
 			}},
 		{Name: "volume-size", Type: TypeSize, Default: "4Mi",
 			Doc: "sizeLimit of the in-memory secrets volume (Ki, Mi or Gi; at most 64Mi).",
-			set: func(c *Config, _ *Secret, v string) error {
+			set: func(c *Annotations, _ *Secret, v string) error {
 				n, err := ParseSize(v)
 				if err == nil && (n < 64*1024 || n > 64<<20) {
 					err = fmt.Errorf("%q is out of range: between 64Ki and 64Mi", v)
@@ -259,7 +255,7 @@ func Table() []Row {
 			}},
 		{Name: "run-as-user", Type: TypeInt, Example: "1000",
 			Doc: "UID the secret files belong to (the agent runs as it). Default: the target containers' runAsUser (container or Pod level), which must then be the same for all of them.",
-			set: func(c *Config, _ *Secret, v string) error {
+			set: func(c *Annotations, _ *Secret, v string) error {
 				n, err := strconv.ParseInt(v, 10, 64)
 				if err != nil || n < 1 || n > 2147483647 {
 					return fmt.Errorf("%q is not a non-root UID: a whole number from 1", v)
@@ -269,10 +265,10 @@ func Table() []Row {
 			}},
 		{Name: "replace-liveness", Type: TypeBool, Default: "false",
 			Doc: "With reload `restart`: replace an existing liveness probe of the target containers (otherwise such a Pod is denied).",
-			set: func(c *Config, _ *Secret, v string) error { c.ReplaceLiveness = v == "true"; return nil }},
+			set: func(c *Annotations, _ *Secret, v string) error { c.ReplaceLiveness = v == "true"; return nil }},
 		{Name: "refresh", Type: TypeDuration, Default: "5m",
 			Doc: "Default re-read interval for secrets without a lease (KV). At least 1s.",
-			set: func(c *Config, _ *Secret, v string) error {
+			set: func(c *Annotations, _ *Secret, v string) error {
 				d, err := parseRefresh(v)
 				c.Refresh = d
 				return err
@@ -280,7 +276,7 @@ func Table() []Row {
 
 		{Name: "secret", PerSecret: true, Type: TypePath, Example: "secret/data/payments/db",
 			Doc: "Defines secret `<name>`: the Vault path to read (KV v1/v2 detected from the mount; `database/creds/<role>` and other leased secrets are renewed and re-issued). The file is named `<name>`.",
-			set: func(_ *Config, s *Secret, v string) error {
+			set: func(_ *Annotations, s *Secret, v string) error {
 				v = strings.Trim(v, "/")
 				if !isVaultPath(v) {
 					return fmt.Errorf("%q is not a Vault path", v)
@@ -290,20 +286,20 @@ func Table() []Row {
 			}},
 		{Name: "method", PerSecret: true, Type: TypeEnum, Enum: []string{"read", "write"}, Default: "read",
 			Doc: "`write` sends `params-<name>` to the path and uses the response (PKI `pki/issue/<role>`, transit, any generate-on-write endpoint); the result is re-issued before it expires.",
-			set: func(_ *Config, s *Secret, v string) error { s.Method = v; return nil }},
+			set: func(_ *Annotations, s *Secret, v string) error { s.Method = v; return nil }},
 		{Name: "params", PerSecret: true, Type: TypeParams, Example: "common_name=app.example.com,ttl=24h",
 			Doc: "Parameters for `method: write`, as comma-separated key=value pairs.",
-			set: func(_ *Config, s *Secret, v string) error {
+			set: func(_ *Annotations, s *Secret, v string) error {
 				p, err := ParseParams(v)
 				s.Params = p
 				return err
 			}},
 		{Name: "format", PerSecret: true, Type: TypeEnum, Enum: []string{"json", "yaml", "dotenv", "properties", "raw"}, Default: "json",
 			Doc: "How the secret's data becomes the file. `raw` writes the single value of `key-<name>`.",
-			set: func(_ *Config, s *Secret, v string) error { s.Format = Format(v); return nil }},
+			set: func(_ *Annotations, s *Secret, v string) error { s.Format = Format(v); return nil }},
 		{Name: "key", PerSecret: true, Type: TypeString, Example: "password",
 			Doc: "The data key written by format `raw` (implies it).",
-			set: func(_ *Config, s *Secret, v string) error {
+			set: func(_ *Annotations, s *Secret, v string) error {
 				if v == "" {
 					return fmt.Errorf("empty key")
 				}
@@ -312,7 +308,7 @@ func Table() []Row {
 			}},
 		{Name: "template", PerSecret: true, Type: TypeTemplate, Example: `postgres://{{ .Data.username }}:{{ .Data.password }}@db:5432/app`,
 			Doc: "A Go text/template rendering the file (overrides format). Dot has `.Data` (the secret's data), `.LeaseID`, `.LeaseDuration`, `.Renewable`. Functions: `base64`, `base64dec`, `json`, `toYAML`, `pemCert`, `pemKey`, `pemChain`, `trim`, `lower`, `upper`, `default`. Parsed at admission.",
-			set: func(_ *Config, s *Secret, v string) error {
+			set: func(_ *Annotations, s *Secret, v string) error {
 				if _, err := template.New("t").Option("missingkey=error").Funcs(TemplateFuncs()).Parse(v); err != nil {
 					return fmt.Errorf("template does not parse: %v", strings.TrimPrefix(err.Error(), "template: t:"))
 				}
@@ -321,21 +317,21 @@ func Table() []Row {
 			}},
 		{Name: "refresh", PerSecret: true, Type: TypeDuration, Example: "30s",
 			Doc: "Re-read interval of this secret when it has no lease. Default: `refresh`.",
-			set: func(_ *Config, s *Secret, v string) error {
+			set: func(_ *Annotations, s *Secret, v string) error {
 				d, err := parseRefresh(v)
 				s.Refresh = d
 				return err
 			}},
 		{Name: "reload", PerSecret: true, Type: TypeReload, Example: "http:http://127.0.0.1:8080/-/reload",
 			Doc: "Reload for this secret only, overriding `reload`.",
-			set: func(_ *Config, s *Secret, v string) error {
+			set: func(_ *Annotations, s *Secret, v string) error {
 				r, err := ParseReload(v)
 				s.Reload = &r
 				return err
 			}},
 		{Name: "file-mode", PerSecret: true, Type: TypeFileMode, Default: "0400",
 			Doc: "Mode of the file: owner-only (0400 or 0600).",
-			set: func(_ *Config, s *Secret, v string) error {
+			set: func(_ *Annotations, s *Secret, v string) error {
 				n, err := strconv.ParseUint(v, 8, 32)
 				if err != nil || (n != 0o400 && n != 0o600) {
 					return fmt.Errorf("%q: use 0400 or 0600 (files are never readable by other users)", v)
