@@ -132,7 +132,7 @@ func all(s string, ok func(byte) bool) bool {
 func Table() []Row {
 	return []Row{
 		{Name: "inject", Type: TypeBool, Example: `"true"`,
-			Doc: `Opt in: "true" injects the agent. Any other value, or no annotation, leaves the Pod alone.`,
+			Doc: `Opt in: "true" injects the agent; "false", or no annotation, leaves the Pod alone. Any other value is an error (the Pod is denied), so a typo never starts a Pod without its secrets.`,
 			set: func(c *Annotations, _ *Secret, v string) error { c.Inject = v == "true"; return nil }},
 		{Name: "status", Type: TypeString,
 			Doc: "Written by the injector when it has injected the Pod (its version). A Pod that carries it is never injected again. Do not set it yourself.",
