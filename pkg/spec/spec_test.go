@@ -181,3 +181,17 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestParseSizeRejectsWhatWouldOverflow(t *testing.T) {
+	for _, v := range []string{"9007199254740992Gi", "8796093022208Mi", "9223372036854775807Ki"} {
+		if n, err := ParseSize(v); err == nil {
+			t.Errorf("ParseSize(%q) = %d, want an error (the product overflows int64)", v, n)
+		}
+	}
+	if _, err := Parse(map[string]string{"ramvault.io/inject": "true", "ramvault.io/secret-a": "secret/a", "ramvault.io/volume-size": "18014398509486080Ki"}); err == nil {
+		t.Error("volume-size 18014398509486080Ki (2^64 bytes + 4Mi) was accepted: it wraps to 4Mi and must be refused")
+	}
+	if n, err := ParseSize("64Mi"); err != nil || n != 64<<20 {
+		t.Errorf("ParseSize(64Mi) = %d, %v", n, err)
+	}
+}

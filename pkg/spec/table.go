@@ -2,6 +2,7 @@ package spec
 
 import (
 	"fmt"
+	"math"
 	"net/url"
 	"os"
 	"strconv"
@@ -365,6 +366,10 @@ func ParseSize(v string) (int64, error) {
 	n, err := strconv.ParseInt(num, 10, 64)
 	if err != nil || n <= 0 {
 		return 0, fmt.Errorf("%q is not a size: write it like 512Ki or 4Mi", v)
+	}
+	if n > math.MaxInt64/mult {
+		// n*mult would wrap round, and a huge size could pass a range check.
+		return 0, fmt.Errorf("%q is too large a size: write it like 512Ki or 4Mi", v)
 	}
 	return n * mult, nil
 }
