@@ -25,6 +25,11 @@ const (
 	maxEventMessage = 4096
 )
 
+// EventSink creates Events (a kube.Client is one).
+type EventSink interface {
+	CreateEvent(ctx context.Context, ev *corev1.Event) error
+}
+
 // EventRecorder tells of denials where users look: a Warning Event on the
 // Pod's controller (the ReplicaSet, Job… in its controller ownerReference),
 // which `kubectl describe` shows, or, for a Pod without one, on its

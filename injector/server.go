@@ -25,9 +25,13 @@ import (
 	"golang.org/x/sync/errgroup"
 	utilversion "k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/apimachinery/pkg/util/wait"
+	apiversion "k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/ramvault/ramvault/injector/kube"
+	"github.com/ramvault/ramvault/injector/leaderelection"
+	"github.com/ramvault/ramvault/injector/servingcert"
 	"github.com/ramvault/ramvault/pkg/version"
 )
 
@@ -48,7 +52,8 @@ type webhookOptions struct {
 	service           string
 	clusterDomain     string
 	sans              []string
-	ss                selfSignedOptions
+	ss                servingcert.SelfSignedOptions
+	lease             leaderelection.Config // its Namespace is ss.Namespace
 }
 
 const webhookUsage = `ramvault webhook: the admission webhook that injects the ramvault agent.
@@ -71,7 +76,7 @@ Flags:
 // parseWebhookFlags reads the flags of `ramvault webhook` and reports every
 // problem at once, each naming its flag.
 func parseWebhookFlags(args []string, stderr io.Writer) (webhookOptions, error) {
-	o := webhookOptions{cfg: defaultConfig(), ss: selfSignedOptions{
+	o := webhookOptions{cfg: defaultConfig(), lease: leaderelection.Config{
 		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}}
 	fs := flag.NewFlagSet("ramvault webhook", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -95,15 +100,15 @@ func parseWebhookFlags(args []string, stderr io.Writer) (webhookOptions, error) 
 	fs.Var(listFlag{&o.sans}, "tls-san", "comma-separated extra DNS names and IP addresses of the serving certificate")
 	fs.StringVar(&o.ss.SecretName, "secret-name", "ramvault-injector-tls", "Secret holding the CA and the serving certificate")
 	fs.StringVar(&o.ss.WebhookConfig, "webhook-config-name", "ramvault-injector", "MutatingWebhookConfiguration whose caBundle is kept current")
-	fs.StringVar(&o.ss.LeaseName, "lease-name", "ramvault-injector", "Lease of the leader election")
+	fs.StringVar(&o.lease.Name, "lease-name", "ramvault-injector", "Lease of the leader election")
 	fs.DurationVar(&o.ss.CertValidity, "cert-validity", 90*24*time.Hour, "validity of the serving certificate; renewed at two thirds")
 	fs.DurationVar(&o.ss.CAValidity, "ca-validity", 5*365*24*time.Hour, "validity of the CA; renewed at two thirds")
 	fs.DurationVar(&o.ss.PollInterval, "secret-poll-interval", 10*time.Second, "how often every replica reads the Secret")
 	fs.DurationVar(&o.ss.Resync, "resync-interval", time.Minute, "how often the leader checks the Secret and the caBundle")
 	fs.DurationVar(&o.ss.CAPropagation, "ca-propagation-delay", 10*time.Second, "how long a new CA is in the caBundle before a certificate it signed is served")
-	fs.DurationVar(&o.ss.LeaseDuration, "leader-election-lease-duration", o.ss.LeaseDuration, "how long the others wait before taking a Lease its holder stopped renewing")
-	fs.DurationVar(&o.ss.RenewDeadline, "leader-election-renew-deadline", o.ss.RenewDeadline, "how long the leader tries to renew the Lease before it stops leading")
-	fs.DurationVar(&o.ss.RetryPeriod, "leader-election-retry-period", o.ss.RetryPeriod, "how often candidates try to take the Lease, and the leader to renew it")
+	fs.DurationVar(&o.lease.LeaseDuration, "leader-election-lease-duration", o.lease.LeaseDuration, "how long the others wait before taking a Lease its holder stopped renewing")
+	fs.DurationVar(&o.lease.RenewDeadline, "leader-election-renew-deadline", o.lease.RenewDeadline, "how long the leader tries to renew the Lease before it stops leading")
+	fs.DurationVar(&o.lease.RetryPeriod, "leader-election-retry-period", o.lease.RetryPeriod, "how often candidates try to take the Lease, and the leader to renew it")
 	defaults := bindDefaults(fs, &o.cfg)
 	native := fs.Lookup("native-sidecars")
 	native.Usage = "the cluster runs native sidecars: mode native is the default, else classic (default: whether the apiserver's version is at least 1.29)"
@@ -138,11 +143,11 @@ func parseWebhookFlags(args []string, stderr io.Writer) (webhookOptions, error) 
 			}
 		}
 		// The rules of the leader election (client-go's too), said with the flags.
-		if o.ss.LeaseDuration <= o.ss.RenewDeadline {
-			errs = append(errs, fmt.Errorf("--leader-election-lease-duration: %v must be longer than --leader-election-renew-deadline %v", o.ss.LeaseDuration, o.ss.RenewDeadline))
+		if l := o.lease; l.LeaseDuration <= l.RenewDeadline {
+			errs = append(errs, fmt.Errorf("--leader-election-lease-duration: %v must be longer than --leader-election-renew-deadline %v", l.LeaseDuration, l.RenewDeadline))
 		}
-		if float64(o.ss.RenewDeadline) <= 1.2*float64(o.ss.RetryPeriod) || o.ss.RetryPeriod <= 0 {
-			errs = append(errs, fmt.Errorf("--leader-election-renew-deadline: %v must be longer than 1.2 × --leader-election-retry-period %v (which must be positive)", o.ss.RenewDeadline, o.ss.RetryPeriod))
+		if l := o.lease; float64(l.RenewDeadline) <= 1.2*float64(l.RetryPeriod) || l.RetryPeriod <= 0 {
+			errs = append(errs, fmt.Errorf("--leader-election-renew-deadline: %v must be longer than 1.2 × --leader-election-retry-period %v (which must be positive)", l.RenewDeadline, l.RetryPeriod))
 		}
 		if o.ss.CAValidity < o.ss.CertValidity {
 			errs = append(errs, fmt.Errorf("--ca-validity: %v is shorter than --cert-validity %v: the CA must outlive the certificates it signs", o.ss.CAValidity, o.ss.CertValidity))
@@ -201,12 +206,12 @@ func serveWebhook(ctx context.Context, o webhookOptions, log *slog.Logger) error
 	if err != nil {
 		return err
 	}
-	client, err := newKubeClient(rc)
+	client, err := kube.New(rc)
 	if err != nil {
 		return err
 	}
 	if o.discoverNative {
-		native, v, err := nativeSidecars(ctx, versionGetter{ctx, client.core})
+		native, v, err := nativeSidecars(ctx, client.ServerVersion)
 		if err != nil {
 			return err
 		}
@@ -218,33 +223,27 @@ func serveWebhook(ctx context.Context, o webhookOptions, log *slog.Logger) error
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := NewMetrics(reg)
-	holder := &certHolder{metrics: metrics}
 	instance := identity()
 	events := NewEventRecorder(client, log, instance)
 	handler := NewHandler(o.cfg, HandlerOptions{Log: log, Metrics: metrics, Events: events, MaxBodyBytes: o.maxBody})
 
-	var certs func(context.Context) error
+	var certs servingcert.Source
 	if o.selfSigned {
 		ss := o.ss
-		ss.Identity = instance
 		ss.Hosts = serviceHosts(o.service, ss.Namespace, o.clusterDomain, o.sans)
-		m := newSelfSigned(client, ss, holder, log, metrics)
-		certs = func(ctx context.Context) error { m.run(ctx); return nil }
-	} else {
-		f := &certFiles{certFile: o.certFile, keyFile: o.keyFile, holder: holder, log: log}
-		if err := f.load(); err != nil {
-			return err
-		}
-		if certs, err = f.watch(); err != nil {
-			return err
-		}
+		lease := o.lease
+		lease.Namespace, lease.Identity = ss.Namespace, instance
+		elector := meteredElector{leaderelection.New(client, lease, log), metrics}
+		certs = servingcert.NewSelfSigned(client, ss, elector, log, metrics.certificate)
+	} else if certs, err = servingcert.NewFiles(o.certFile, o.keyFile, log, metrics.certificate); err != nil {
+		return err
 	}
 
 	mux := http.NewServeMux()
 	mux.Handle("/mutate", handler)
 	webhook := &http.Server{
 		Handler:           mux,
-		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: holder.getCertificate},
+		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate},
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      15 * time.Second,
@@ -260,8 +259,8 @@ func serveWebhook(ctx context.Context, o webhookOptions, log *slog.Logger) error
 		switch {
 		case draining.Load():
 			http.Error(w, "shutting down", http.StatusServiceUnavailable)
-		case !holder.loaded():
-			http.Error(w, errNoCertificate.Error(), http.StatusServiceUnavailable)
+		case !certs.Ready():
+			http.Error(w, servingcert.ErrNoCertificate.Error(), http.StatusServiceUnavailable)
 		default:
 			io.WriteString(w, "ok\n")
 		}
@@ -285,7 +284,7 @@ func serveWebhook(ctx context.Context, o webhookOptions, log *slog.Logger) error
 	g.Go(func() error { return serveUntilShutdown(webhook.ServeTLS(wl, "", "")) })
 	g.Go(func() error { return serveUntilShutdown(opsServer.Serve(ml)) })
 	g.Go(func() error { events.Run(gctx); return nil })
-	g.Go(func() error { return certs(gctx) })
+	g.Go(func() error { return certs.Start(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
 		draining.Store(true)
@@ -326,13 +325,28 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 	return rc, nil
 }
 
-// nativeSidecars asks the apiserver its version: native sidecars (init
-// containers with restartPolicy Always) are on by default from 1.29.
-func nativeSidecars(ctx context.Context, dc serverVersioner) (bool, string, error) {
+// meteredElector sets ramvault_injector_leader while this replica leads.
+type meteredElector struct {
+	*leaderelection.Elector
+	metrics *Metrics
+}
+
+func (e meteredElector) Run(ctx context.Context, lead func(context.Context)) {
+	e.Elector.Run(ctx, func(ctx context.Context) {
+		e.metrics.leading(true)
+		defer e.metrics.leading(false)
+		lead(ctx)
+	})
+}
+
+// nativeSidecars asks the apiserver its version (serverVersion, each call
+// under its own timeout): native sidecars (init containers with
+// restartPolicy Always) are on by default from 1.29.
+func nativeSidecars(ctx context.Context, serverVersion func(context.Context) (*apiversion.Info, error)) (bool, string, error) {
 	var gitVersion string
 	var lastErr error
 	err := wait.PollUntilContextTimeout(ctx, time.Second, 30*time.Second, true, func(context.Context) (bool, error) {
-		info, err := dc.ServerVersion()
+		info, err := serverVersion(ctx)
 		if err != nil {
 			lastErr = err
 			return false, nil

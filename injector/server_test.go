@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/ramvault/ramvault/injector/kube/kubetest"
 )
 
 func writeFile(t *testing.T, name, content string) string {
@@ -116,10 +118,10 @@ func TestRunWebhookUsage(t *testing.T) {
 func TestNativeSidecarsFromTheServerVersion(t *testing.T) {
 	for v, want := range map[string]bool{"v1.28.9": false, "v1.29.0": true, "v1.34.4": true, "v1.30.2-gke.1587003": true, "v2.0.0": true} {
 		t.Run(v, func(t *testing.T) {
-			api := newFakeAPIServer(t)
-			api.gitVersion = v
-			client, _ := api.client(t)
-			got, gv, err := nativeSidecars(context.Background(), versionGetter{context.Background(), client.core})
+			api := kubetest.NewAPIServer(t)
+			api.GitVersion = v
+			client, _ := api.Client(t)
+			got, gv, err := nativeSidecars(context.Background(), client.ServerVersion)
 			if err != nil || got != want || gv != v {
 				t.Errorf("native %v (%q, %v), want %v", got, gv, err, want)
 			}

@@ -28,6 +28,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
+	"github.com/ramvault/ramvault/injector/kube/kubetest"
 	"github.com/ramvault/ramvault/pkg/spec"
 )
 
@@ -259,7 +260,7 @@ func TestHandlerDenialListsEveryProblem(t *testing.T) {
 		t.Fatalf("the test Pod should have at least 4 problems, Inject says %v", want)
 	}
 	m := NewMetrics(prometheus.NewRegistry())
-	client, _ := newFakeAPIServer(t).client(t)
+	client, _ := kubetest.NewAPIServer(t).Client(t)
 	events := NewEventRecorder(client, slog.New(slog.DiscardHandler), "replica-0")
 	h := NewHandler(testConfig, HandlerOptions{Metrics: m, Events: events})
 	w := post(h, reviewBody(t, podRequest(t, "uid-deny", podJSON(t, pod), "shop")), "application/json")
@@ -417,8 +418,8 @@ func TestEventRecorder(t *testing.T) {
 		{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-7d9f", UID: "u1", Controller: ptr.To(true)},
 	}
 	bare := testPod()
-	api := newFakeAPIServer(t)
-	client, _ := api.client(t)
+	api := kubetest.NewAPIServer(t)
+	client, _ := api.Client(t)
 	r := NewEventRecorder(client, slog.New(slog.DiscardHandler), "replica-0")
 	var now atomic.Int64 // the recorder's clock, read by Run
 	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
@@ -449,11 +450,11 @@ func TestEventRecorder(t *testing.T) {
 	waitEvents(t, api, 3)
 }
 
-func waitEvents(t *testing.T, api *fakeAPIServer, n int) []corev1.Event {
+func waitEvents(t *testing.T, api *kubetest.APIServer, n int) []corev1.Event {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		list := api.list("/api/v1/namespaces/shop/events")
+		list := api.List("/api/v1/namespaces/shop/events")
 		if len(list) > n {
 			t.Fatalf("%d events, want %d", len(list), n)
 		}

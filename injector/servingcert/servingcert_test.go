@@ -1,4 +1,4 @@
-package injector
+package servingcert
 
 import (
 	"context"
@@ -18,6 +18,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/ramvault/ramvault/injector/kube/kubetest"
 )
 
 var t0 = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -100,13 +102,13 @@ func TestIssuerNext(t *testing.T) {
 }
 
 // mwcPath is where the fake apiserver keeps the webhook configuration.
-var mwcPath = item("admissionregistration.k8s.io/v1", "", "mutatingwebhookconfigurations", "ramvault-injector")
+var mwcPath = kubetest.Item("admissionregistration.k8s.io/v1", "", "mutatingwebhookconfigurations", "ramvault-injector")
 
 // fakeCluster is a fake apiserver holding a MutatingWebhookConfiguration.
-func fakeCluster(t *testing.T) *fakeAPIServer {
+func fakeCluster(t *testing.T) *kubetest.APIServer {
 	t.Helper()
-	api := newFakeAPIServer(t)
-	api.set(mwcPath, &admissionregistrationv1.MutatingWebhookConfiguration{
+	api := kubetest.NewAPIServer(t)
+	api.Set(mwcPath, &admissionregistrationv1.MutatingWebhookConfiguration{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
 		ObjectMeta: metav1.ObjectMeta{Name: "ramvault-injector"},
 		Webhooks:   []admissionregistrationv1.MutatingWebhook{{Name: "inject.ramvault.io"}, {Name: "other.ramvault.io"}},
@@ -114,20 +116,20 @@ func fakeCluster(t *testing.T) *fakeAPIServer {
 	return api
 }
 
-func testSelfSigned(t *testing.T, api *fakeAPIServer, now *time.Time) *selfSigned {
+func testSelfSigned(t *testing.T, api *kubetest.APIServer, now *time.Time) *SelfSigned {
 	t.Helper()
-	client, _ := api.client(t)
+	client, _ := api.Client(t)
 	is := testIssuer()
-	s := newSelfSigned(client, selfSignedOptions{Namespace: "ramvault-system", SecretName: "ramvault-injector-tls", WebhookConfig: "ramvault-injector",
-		Hosts: is.hosts, CertValidity: is.certValidity, CAValidity: is.caValidity, Resync: time.Minute}, &certHolder{}, slog.New(slog.DiscardHandler), nil)
+	s := NewSelfSigned(client, SelfSignedOptions{Namespace: "ramvault-system", SecretName: "ramvault-injector-tls", WebhookConfig: "ramvault-injector",
+		Hosts: is.hosts, CertValidity: is.certValidity, CAValidity: is.caValidity, Resync: time.Minute}, nil, slog.New(slog.DiscardHandler), nil)
 	s.now = func() time.Time { return *now }
 	return s
 }
 
-func caBundles(t *testing.T, api *fakeAPIServer) [][]byte {
+func caBundles(t *testing.T, api *kubetest.APIServer) [][]byte {
 	t.Helper()
 	var mwc admissionregistrationv1.MutatingWebhookConfiguration
-	if !api.get(mwcPath, &mwc) {
+	if !api.Get(mwcPath, &mwc) {
 		t.Fatal("no MutatingWebhookConfiguration")
 	}
 	var out [][]byte
@@ -148,7 +150,7 @@ func TestSelfSignedReconcile(t *testing.T) {
 		t.Fatal(err)
 	}
 	var sec corev1.Secret
-	if !api.get(item("v1", "ramvault-system", "secrets", "ramvault-injector-tls"), &sec) {
+	if !api.Get(kubetest.Item("v1", "ramvault-system", "secrets", "ramvault-injector-tls"), &sec) {
 		t.Fatal("no Secret written")
 	}
 	if sec.Type != corev1.SecretTypeTLS || sec.Labels["app.kubernetes.io/managed-by"] != "ramvault-injector" {
@@ -159,10 +161,10 @@ func TestSelfSignedReconcile(t *testing.T) {
 			t.Errorf("webhook %d: caBundle is not the Secret's ca.crt", i)
 		}
 	}
-	if w := api.takeWrites(); !slices.Equal(w, []string{"patch mutatingwebhookconfigurations", "create secrets"}) {
+	if w := api.TakeWrites(); !slices.Equal(w, []string{"patch mutatingwebhookconfigurations", "create secrets"}) {
 		t.Errorf("writes %v: want the caBundle patched before the Secret is written", w)
 	}
-	served, err := s.holder.getCertificate(nil)
+	served, err := s.GetCertificate(nil)
 	if err != nil || string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: served.Certificate[0]})) != string(sec.Data[secretTLSCert]) {
 		t.Fatalf("the leader does not serve the Secret's certificate (%v)", err)
 	}
@@ -174,19 +176,19 @@ func TestSelfSignedReconcile(t *testing.T) {
 	if _, err := s.reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if w := api.takeWrites(); len(w) != 0 {
+	if w := api.TakeWrites(); len(w) != 0 {
 		t.Fatalf("writes %v when nothing is due", w)
 	}
 
 	// Someone empties the caBundle (re-applied manifests): it is patched back.
 	var mwc admissionregistrationv1.MutatingWebhookConfiguration
-	api.get(mwcPath, &mwc)
+	api.Get(mwcPath, &mwc)
 	mwc.Webhooks[1].ClientConfig.CABundle = nil
-	api.set(mwcPath, &mwc)
+	api.Set(mwcPath, &mwc)
 	if _, err := s.reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if w := api.takeWrites(); !slices.Equal(w, []string{"patch mutatingwebhookconfigurations"}) {
+	if w := api.TakeWrites(); !slices.Equal(w, []string{"patch mutatingwebhookconfigurations"}) {
 		t.Fatalf("writes %v: want the caBundle patched back, the Secret left alone", w)
 	}
 	if b := caBundles(t, api); len(b) != 2 || string(b[1]) != string(sec.Data[secretCAKey]) {
@@ -198,7 +200,7 @@ func TestSelfSignedReconcile(t *testing.T) {
 	if _, err := s.reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if w := api.takeWrites(); !slices.Equal(w, []string{"update secrets"}) {
+	if w := api.TakeWrites(); !slices.Equal(w, []string{"update secrets"}) {
 		t.Fatalf("writes %v: want the Secret updated, the caBundle unchanged", w)
 	}
 
@@ -207,7 +209,7 @@ func TestSelfSignedReconcile(t *testing.T) {
 	if _, err := s.reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if w := api.takeWrites(); !slices.Equal(w, []string{"patch mutatingwebhookconfigurations", "update secrets"}) {
+	if w := api.TakeWrites(); !slices.Equal(w, []string{"patch mutatingwebhookconfigurations", "update secrets"}) {
 		t.Fatalf("writes %v: want the caBundle patched, then the Secret updated", w)
 	}
 	bundle := caBundles(t, api)[0]
@@ -227,11 +229,11 @@ func TestSelfSignedStaleWritesFail(t *testing.T) {
 	if _, err := s.reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	secretPath := item("v1", "ramvault-system", "secrets", "ramvault-injector-tls")
+	secretPath := kubetest.Item("v1", "ramvault-system", "secrets", "ramvault-injector-tls")
 	var sec corev1.Secret
-	api.get(secretPath, &sec)
+	api.Get(secretPath, &sec)
 	now = t0.Add(20 * time.Hour)
-	api.conflictNext(secretPath, 1)
+	api.ConflictNext(secretPath, 1)
 	if _, err := s.reconcile(ctx); !apierrors.IsConflict(err) {
 		t.Errorf("a write over a newer Secret: %v, want a Conflict", err)
 	}
@@ -240,7 +242,7 @@ func TestSelfSignedStaleWritesFail(t *testing.T) {
 		t.Fatal(err)
 	}
 	var after corev1.Secret
-	api.get(secretPath, &after)
+	api.Get(secretPath, &after)
 	if string(after.Data[secretTLSCert]) == string(sec.Data[secretTLSCert]) {
 		t.Error("the serving certificate was not renewed after the Conflict")
 	}
@@ -248,11 +250,11 @@ func TestSelfSignedStaleWritesFail(t *testing.T) {
 
 func TestSelfSignedWithoutWebhookConfigurationStillServes(t *testing.T) {
 	now := t0
-	s := testSelfSigned(t, newFakeAPIServer(t), &now)
+	s := testSelfSigned(t, kubetest.NewAPIServer(t), &now)
 	if _, err := s.reconcile(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if !s.holder.loaded() {
+	if !s.Ready() {
 		t.Error("no certificate served while the MutatingWebhookConfiguration is missing")
 	}
 }
@@ -264,8 +266,8 @@ func TestSelfSignedFollowerServesTheSecret(t *testing.T) {
 	api := fakeCluster(t)
 	now := t0
 	leader, follower := testSelfSigned(t, api, &now), testSelfSigned(t, api, &now)
-	if err := follower.loadSecret(ctx); err != nil || follower.holder.loaded() {
-		t.Fatalf("before the leader wrote: loaded %v (%v)", follower.holder.loaded(), err)
+	if err := follower.loadSecret(ctx); err != nil || follower.Ready() {
+		t.Fatalf("before the leader wrote: loaded %v (%v)", follower.Ready(), err)
 	}
 	if _, err := leader.reconcile(ctx); err != nil {
 		t.Fatal(err)
@@ -273,8 +275,8 @@ func TestSelfSignedFollowerServesTheSecret(t *testing.T) {
 	if err := follower.loadSecret(ctx); err != nil {
 		t.Fatal(err)
 	}
-	a, _ := leader.holder.getCertificate(nil)
-	b, _ := follower.holder.getCertificate(nil)
+	a, _ := leader.GetCertificate(nil)
+	b, _ := follower.GetCertificate(nil)
 	if b == nil || !a.Leaf.Equal(b.Leaf) {
 		t.Error("the follower does not serve the leader's certificate")
 	}
@@ -313,19 +315,14 @@ func TestCertFilesFollowAKubeletSecretVolume(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	holder := &certHolder{}
 	var logs syncBuffer
-	f := &certFiles{certFile: filepath.Join(dir, "tls.crt"), keyFile: filepath.Join(dir, "tls.key"), holder: holder, log: slog.New(slog.NewJSONHandler(&logs, nil))}
-	if err := f.load(); err != nil {
-		t.Fatal(err)
-	}
-	run, err := f.watch()
+	f, err := NewFiles(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), slog.New(slog.NewJSONHandler(&logs, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx) }()
+	go func() { done <- f.Start(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -333,7 +330,7 @@ func TestCertFilesFollowAKubeletSecretVolume(t *testing.T) {
 		}
 	})
 	servedSerial := func() string {
-		c, err := holder.getCertificate(&tls.ClientHelloInfo{})
+		c, err := f.GetCertificate(&tls.ClientHelloInfo{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -387,7 +384,7 @@ func TestCertFilesFollowAKubeletSecretVolume(t *testing.T) {
 }
 
 func TestCertFilesReloadOnlyForTheirOwnFiles(t *testing.T) {
-	f := &certFiles{certFile: "/tls/tls.crt", keyFile: "./key/tls.key"}
+	f := &Files{certFile: "/tls/tls.crt", keyFile: "./key/tls.key"}
 	for name, want := range map[string]bool{
 		"/tls/tls.crt":                 true,
 		"key/tls.key":                  true,
