@@ -1,4 +1,4 @@
-package injector
+package admission
 
 import (
 	"context"
@@ -52,8 +52,8 @@ func NewEventRecorder(sink EventSink, log *slog.Logger, instance string) *EventR
 	return &EventRecorder{sink: sink, log: log, instance: instance, queue: make(chan *corev1.Event, eventQueue), now: time.Now}
 }
 
-// Denied queues the Event about pod, denied with message.
-func (r *EventRecorder) Denied(pod *corev1.Pod, message string) {
+// record queues the Event about pod, denied with message.
+func (r *EventRecorder) record(pod *corev1.Pod, message string) {
 	if r == nil {
 		return
 	}

@@ -1,4 +1,4 @@
-package injector
+package cli
 
 import (
 	"context"
@@ -29,31 +29,33 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/ramvault/ramvault/injector"
+	"github.com/ramvault/ramvault/injector/admission"
 	"github.com/ramvault/ramvault/injector/kube"
 	"github.com/ramvault/ramvault/injector/leaderelection"
 	"github.com/ramvault/ramvault/injector/servingcert"
 	"github.com/ramvault/ramvault/pkg/version"
 )
 
-// webhookOptions are the settings of `ramvault webhook`.
-type webhookOptions struct {
-	cfg             Config
-	discoverNative  bool // --native-sidecars not given: ask the apiserver's version
-	addr            string
-	metricsAddr     string
-	kubeconfig      string
-	maxBody         int64
-	shutdownDelay   time.Duration
-	shutdownTimeout time.Duration
-	logLevel        slog.Level
+// WebhookConfig is the configuration of `ramvault webhook`, from its flags.
+type WebhookConfig struct {
+	Inject          injector.Config // the injection defaults, the flags of `ramvault inject`
+	DiscoverNative  bool            // --native-sidecars not given: ask the apiserver's version
+	Addr            string
+	MetricsAddr     string
+	Kubeconfig      string
+	MaxRequestBytes int64
+	ShutdownDelay   time.Duration
+	ShutdownTimeout time.Duration
+	LogLevel        slog.Level
 
-	certFile, keyFile string
-	selfSigned        bool
-	service           string
-	clusterDomain     string
-	sans              []string
-	ss                servingcert.SelfSignedOptions
-	lease             leaderelection.Config // its Namespace is ss.Namespace
+	CertFile, KeyFile string
+	SelfSigned        bool
+	ServiceName       string
+	ClusterDomain     string
+	SANs              []string
+	Certs             servingcert.SelfSignedOptions // Hosts are made of ServiceName, ClusterDomain and SANs
+	Lease             leaderelection.Config         // Namespace is Certs.Namespace, Identity this replica's
 }
 
 const webhookUsage = `ramvault webhook: the admission webhook that injects the ramvault agent.
@@ -75,8 +77,8 @@ Flags:
 
 // parseWebhookFlags reads the flags of `ramvault webhook` and reports every
 // problem at once, each naming its flag.
-func parseWebhookFlags(args []string, stderr io.Writer) (webhookOptions, error) {
-	o := webhookOptions{cfg: defaultConfig(), lease: leaderelection.Config{
+func parseWebhookFlags(args []string, stderr io.Writer) (WebhookConfig, error) {
+	c := WebhookConfig{Inject: defaultConfig(), Lease: leaderelection.Config{
 		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}}
 	fs := flag.NewFlagSet("ramvault webhook", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -84,125 +86,130 @@ func parseWebhookFlags(args []string, stderr io.Writer) (webhookOptions, error) 
 		fmt.Fprint(fs.Output(), webhookUsage)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&o.addr, "addr", ":8443", "address of the HTTPS webhook server (/mutate)")
-	fs.StringVar(&o.metricsAddr, "metrics-addr", ":9090", "address of the HTTP server of /metrics, /healthz and /readyz")
-	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file; empty: the in-cluster service account")
-	fs.Int64Var(&o.maxBody, "max-request-bytes", DefaultMaxBodyBytes, "largest AdmissionReview accepted; a larger one is answered 413")
-	fs.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "after SIGTERM, how long to keep serving (unready) while the endpoints drop this replica")
-	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long requests in flight may take to finish at shutdown")
-	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
-	fs.StringVar(&o.certFile, "tls-cert-file", "", "serving certificate (PEM, chain); reloaded when it changes")
-	fs.StringVar(&o.keyFile, "tls-key-file", "", "key of --tls-cert-file (PEM)")
-	fs.BoolVar(&o.selfSigned, "self-signed", false, "keep a CA and serving certificate in a Secret, and the caBundle of --webhook-config-name, current")
-	fs.StringVar(&o.ss.Namespace, "namespace", "", "namespace of the injector: its Secret and Lease (with --self-signed)")
-	fs.StringVar(&o.service, "service-name", "ramvault-injector", "Service of the webhook: the serving certificate is for <service>.<namespace>.svc and the like")
-	fs.StringVar(&o.clusterDomain, "cluster-domain", "cluster.local", "cluster DNS domain, for the serving certificate's names")
-	fs.Var(listFlag{&o.sans}, "tls-san", "comma-separated extra DNS names and IP addresses of the serving certificate")
-	fs.StringVar(&o.ss.SecretName, "secret-name", "ramvault-injector-tls", "Secret holding the CA and the serving certificate")
-	fs.StringVar(&o.ss.WebhookConfig, "webhook-config-name", "ramvault-injector", "MutatingWebhookConfiguration whose caBundle is kept current")
-	fs.StringVar(&o.lease.Name, "lease-name", "ramvault-injector", "Lease of the leader election")
-	fs.DurationVar(&o.ss.CertValidity, "cert-validity", 90*24*time.Hour, "validity of the serving certificate; renewed at two thirds")
-	fs.DurationVar(&o.ss.CAValidity, "ca-validity", 5*365*24*time.Hour, "validity of the CA; renewed at two thirds")
-	fs.DurationVar(&o.ss.PollInterval, "secret-poll-interval", 10*time.Second, "how often every replica reads the Secret")
-	fs.DurationVar(&o.ss.Resync, "resync-interval", time.Minute, "how often the leader checks the Secret and the caBundle")
-	fs.DurationVar(&o.ss.CAPropagation, "ca-propagation-delay", 10*time.Second, "how long a new CA is in the caBundle before a certificate it signed is served")
-	fs.DurationVar(&o.lease.LeaseDuration, "leader-election-lease-duration", o.lease.LeaseDuration, "how long the others wait before taking a Lease its holder stopped renewing")
-	fs.DurationVar(&o.lease.RenewDeadline, "leader-election-renew-deadline", o.lease.RenewDeadline, "how long the leader tries to renew the Lease before it stops leading")
-	fs.DurationVar(&o.lease.RetryPeriod, "leader-election-retry-period", o.lease.RetryPeriod, "how often candidates try to take the Lease, and the leader to renew it")
-	defaults := bindDefaults(fs, &o.cfg)
+	fs.StringVar(&c.Addr, "addr", ":8443", "address of the HTTPS webhook server (/mutate)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", ":9090", "address of the HTTP server of /metrics, /healthz and /readyz")
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig file; empty: the in-cluster service account")
+	fs.Int64Var(&c.MaxRequestBytes, "max-request-bytes", admission.DefaultMaxBodyBytes, "largest AdmissionReview accepted; a larger one is answered 413")
+	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", 5*time.Second, "after SIGTERM, how long to keep serving (unready) while the endpoints drop this replica")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long requests in flight may take to finish at shutdown")
+	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
+	fs.StringVar(&c.CertFile, "tls-cert-file", "", "serving certificate (PEM, chain); reloaded when it changes")
+	fs.StringVar(&c.KeyFile, "tls-key-file", "", "key of --tls-cert-file (PEM)")
+	fs.BoolVar(&c.SelfSigned, "self-signed", false, "keep a CA and serving certificate in a Secret, and the caBundle of --webhook-config-name, current")
+	fs.StringVar(&c.Certs.Namespace, "namespace", "", "namespace of the injector: its Secret and Lease (with --self-signed)")
+	fs.StringVar(&c.ServiceName, "service-name", "ramvault-injector", "Service of the webhook: the serving certificate is for <service>.<namespace>.svc and the like")
+	fs.StringVar(&c.ClusterDomain, "cluster-domain", "cluster.local", "cluster DNS domain, for the serving certificate's names")
+	fs.Var(listFlag{&c.SANs}, "tls-san", "comma-separated extra DNS names and IP addresses of the serving certificate")
+	fs.StringVar(&c.Certs.SecretName, "secret-name", "ramvault-injector-tls", "Secret holding the CA and the serving certificate")
+	fs.StringVar(&c.Certs.WebhookConfig, "webhook-config-name", "ramvault-injector", "MutatingWebhookConfiguration whose caBundle is kept current")
+	fs.StringVar(&c.Lease.Name, "lease-name", "ramvault-injector", "Lease of the leader election")
+	fs.DurationVar(&c.Certs.CertValidity, "cert-validity", 90*24*time.Hour, "validity of the serving certificate; renewed at two thirds")
+	fs.DurationVar(&c.Certs.CAValidity, "ca-validity", 5*365*24*time.Hour, "validity of the CA; renewed at two thirds")
+	fs.DurationVar(&c.Certs.PollInterval, "secret-poll-interval", 10*time.Second, "how often every replica reads the Secret")
+	fs.DurationVar(&c.Certs.Resync, "resync-interval", time.Minute, "how often the leader checks the Secret and the caBundle")
+	fs.DurationVar(&c.Certs.CAPropagation, "ca-propagation-delay", 10*time.Second, "how long a new CA is in the caBundle before a certificate it signed is served")
+	fs.DurationVar(&c.Lease.LeaseDuration, "leader-election-lease-duration", c.Lease.LeaseDuration, "how long the others wait before taking a Lease its holder stopped renewing")
+	fs.DurationVar(&c.Lease.RenewDeadline, "leader-election-renew-deadline", c.Lease.RenewDeadline, "how long the leader tries to renew the Lease before it stops leading")
+	fs.DurationVar(&c.Lease.RetryPeriod, "leader-election-retry-period", c.Lease.RetryPeriod, "how often candidates try to take the Lease, and the leader to renew it")
+	defaults := bindDefaults(fs, &c.Inject)
 	native := fs.Lookup("native-sidecars")
 	native.Usage = "the cluster runs native sidecars: mode native is the default, else classic (default: whether the apiserver's version is at least 1.29)"
 	native.DefValue = "false" // printed as no default: the default is discovered
 	if err := fs.Parse(args); err != nil {
-		return o, err
+		return c, err
 	}
 	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	errs := []error{defaults.apply()}
-	o.discoverNative = !defaults.given("native-sidecars")
-	errs = append(errs, o.cfg.Validate())
+	err := defaults.apply()
+	c.DiscoverNative = !defaults.given("native-sidecars")
+	return c, errors.Join(err, c.Validate())
+}
+
+// Validate reports every problem with c at once, each naming its flag.
+func (c WebhookConfig) Validate() error {
+	errs := []error{c.Inject.Validate()}
 	switch {
-	case o.selfSigned && (o.certFile != "" || o.keyFile != ""):
+	case c.SelfSigned && (c.CertFile != "" || c.KeyFile != ""):
 		errs = append(errs, errors.New("--self-signed: the injector makes its own certificate; drop --tls-cert-file and --tls-key-file, or --self-signed"))
-	case !o.selfSigned && (o.certFile == "" || o.keyFile == ""):
+	case !c.SelfSigned && (c.CertFile == "" || c.KeyFile == ""):
 		errs = append(errs, errors.New("--tls-cert-file and --tls-key-file: both are needed, or --self-signed"))
 	}
-	if o.selfSigned {
-		if o.ss.Namespace == "" {
+	if c.SelfSigned {
+		if c.Certs.Namespace == "" {
 			errs = append(errs, errors.New("--namespace: empty: name the injector's namespace (the manifests pass the Pod's)"))
 		}
 		for _, d := range []struct {
 			flag string
 			v    time.Duration
 			min  time.Duration
-		}{{"--cert-validity", o.ss.CertValidity, 3 * time.Second}, {"--ca-validity", o.ss.CAValidity, 3 * time.Second},
-			{"--secret-poll-interval", o.ss.PollInterval, 100 * time.Millisecond}, {"--resync-interval", o.ss.Resync, 100 * time.Millisecond}} {
+		}{{"--cert-validity", c.Certs.CertValidity, 3 * time.Second}, {"--ca-validity", c.Certs.CAValidity, 3 * time.Second},
+			{"--secret-poll-interval", c.Certs.PollInterval, 100 * time.Millisecond}, {"--resync-interval", c.Certs.Resync, 100 * time.Millisecond}} {
 			if d.v < d.min {
 				errs = append(errs, fmt.Errorf("%s: %v is too short: at least %v", d.flag, d.v, d.min))
 			}
 		}
 		// The rules of the leader election (client-go's too), said with the flags.
-		if l := o.lease; l.LeaseDuration <= l.RenewDeadline {
+		if l := c.Lease; l.LeaseDuration <= l.RenewDeadline {
 			errs = append(errs, fmt.Errorf("--leader-election-lease-duration: %v must be longer than --leader-election-renew-deadline %v", l.LeaseDuration, l.RenewDeadline))
 		}
-		if l := o.lease; float64(l.RenewDeadline) <= 1.2*float64(l.RetryPeriod) || l.RetryPeriod <= 0 {
+		if l := c.Lease; float64(l.RenewDeadline) <= 1.2*float64(l.RetryPeriod) || l.RetryPeriod <= 0 {
 			errs = append(errs, fmt.Errorf("--leader-election-renew-deadline: %v must be longer than 1.2 × --leader-election-retry-period %v (which must be positive)", l.RenewDeadline, l.RetryPeriod))
 		}
-		if o.ss.CAValidity < o.ss.CertValidity {
-			errs = append(errs, fmt.Errorf("--ca-validity: %v is shorter than --cert-validity %v: the CA must outlive the certificates it signs", o.ss.CAValidity, o.ss.CertValidity))
+		if c.Certs.CAValidity < c.Certs.CertValidity {
+			errs = append(errs, fmt.Errorf("--ca-validity: %v is shorter than --cert-validity %v: the CA must outlive the certificates it signs", c.Certs.CAValidity, c.Certs.CertValidity))
 		}
 	}
-	if o.maxBody <= 0 {
-		errs = append(errs, fmt.Errorf("--max-request-bytes: %d: must be positive", o.maxBody))
+	if c.MaxRequestBytes <= 0 {
+		errs = append(errs, fmt.Errorf("--max-request-bytes: %d: must be positive", c.MaxRequestBytes))
 	}
-	return o, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
-// RunWebhook runs `ramvault webhook` (args without the command) until ctx
+// runWebhook runs `ramvault webhook` (args without the command) until ctx
 // ends, and returns the exit code. Logs are JSON on stderr. client-go's own
 // (its REST client's warnings) go through klog, whose logger is
 // process-wide: main points it at the same JSON log.
-func RunWebhook(ctx context.Context, args []string, stderr io.Writer) int {
-	o, err := parseWebhookFlags(args, stderr)
+func runWebhook(ctx context.Context, args []string, stderr io.Writer) int {
+	c, err := parseWebhookFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
-		return ExitOK
+		return exitOK
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "ramvault webhook: %v\n", err)
-		return ExitUsage
+		return exitUsage
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: c.LogLevel}))
 	gc := gcPercent(os.Getenv("GOGC"))
 	log.Info("garbage collector", "GOGC", gc)
-	if err := serveWebhook(ctx, o, log); err != nil {
+	if err := serveWebhook(ctx, c, log); err != nil {
 		log.Error("webhook stopped", "err", err)
-		return ExitInvalid
+		return exitInvalid
 	}
-	return ExitOK
+	return exitOK
 }
 
-// DefaultGCPercent is the webhook's GOGC unless its environment sets one.
+// defaultGCPercent is the webhook's GOGC unless its environment sets one.
 // Every admission allocates about 90 KB (two decodes, the diff, the answer)
 // while the live heap stays small (a few MiB), so at Go's default of 100
 // the collector runs every few dozen admissions and took a quarter of the
 // CPU under load. At 400 it runs a quarter as often, for a heap a few tens
 // of MiB at most, well inside the Deployment's 128Mi limit.
-const DefaultGCPercent = 400
+const defaultGCPercent = 400
 
-// gcPercent applies DefaultGCPercent when env (the GOGC variable, which the
+// gcPercent applies defaultGCPercent when env (the GOGC variable, which the
 // runtime has already applied) is empty, and returns the GOGC in effect.
 func gcPercent(env string) string {
 	if env != "" {
 		return env
 	}
-	debug.SetGCPercent(DefaultGCPercent)
-	return strconv.Itoa(DefaultGCPercent)
+	debug.SetGCPercent(defaultGCPercent)
+	return strconv.Itoa(defaultGCPercent)
 }
 
 // serveWebhook runs the servers until ctx ends, then shuts them down.
-func serveWebhook(ctx context.Context, o webhookOptions, log *slog.Logger) error {
-	rc, err := restConfig(o.kubeconfig)
+func serveWebhook(ctx context.Context, c WebhookConfig, log *slog.Logger) error {
+	rc, err := restConfig(c.Kubeconfig)
 	if err != nil {
 		return err
 	}
@@ -210,32 +217,32 @@ func serveWebhook(ctx context.Context, o webhookOptions, log *slog.Logger) error
 	if err != nil {
 		return err
 	}
-	if o.discoverNative {
+	if c.DiscoverNative {
 		native, v, err := nativeSidecars(ctx, client.ServerVersion)
 		if err != nil {
 			return err
 		}
-		o.cfg.NativeSidecars = native
+		c.Inject.NativeSidecars = native
 		log.Info("native sidecars from the server version", "serverVersion", v, "nativeSidecars", native)
 	}
-	o.cfg.Version = version.Version
+	c.Inject.Version = version.Version
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := NewMetrics(reg)
+	metrics := admission.NewMetrics(reg)
 	instance := identity()
-	events := NewEventRecorder(client, log, instance)
-	handler := NewHandler(o.cfg, HandlerOptions{Log: log, Metrics: metrics, Events: events, MaxBodyBytes: o.maxBody})
+	events := admission.NewEventRecorder(client, log, instance)
+	handler := admission.NewHandler(c.Inject, admission.HandlerOptions{Log: log, Metrics: metrics, Events: events, MaxBodyBytes: c.MaxRequestBytes})
 
 	var certs servingcert.Source
-	if o.selfSigned {
-		ss := o.ss
-		ss.Hosts = serviceHosts(o.service, ss.Namespace, o.clusterDomain, o.sans)
-		lease := o.lease
+	if c.SelfSigned {
+		ss := c.Certs
+		ss.Hosts = serviceHosts(c.ServiceName, ss.Namespace, c.ClusterDomain, c.SANs)
+		lease := c.Lease
 		lease.Namespace, lease.Identity = ss.Namespace, instance
 		elector := meteredElector{leaderelection.New(client, lease, log), metrics}
-		certs = servingcert.NewSelfSigned(client, ss, elector, log, metrics.certificate)
-	} else if certs, err = servingcert.NewFiles(o.certFile, o.keyFile, log, metrics.certificate); err != nil {
+		certs = servingcert.NewSelfSigned(client, ss, elector, log, metrics.SetCertificateExpiry)
+	} else if certs, err = servingcert.NewFiles(c.CertFile, c.KeyFile, log, metrics.SetCertificateExpiry); err != nil {
 		return err
 	}
 
@@ -268,17 +275,17 @@ func serveWebhook(ctx context.Context, o webhookOptions, log *slog.Logger) error
 	opsServer := &http.Server{Handler: ops, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 90 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
-	wl, err := net.Listen("tcp", o.addr)
+	wl, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return fmt.Errorf("--addr: %w", err)
 	}
-	ml, err := net.Listen("tcp", o.metricsAddr)
+	ml, err := net.Listen("tcp", c.MetricsAddr)
 	if err != nil {
 		wl.Close()
 		return fmt.Errorf("--metrics-addr: %w", err)
 	}
-	log.Info("serving", "addr", wl.Addr().String(), "metricsAddr", ml.Addr().String(), "selfSigned", o.selfSigned,
-		"nativeSidecars", o.cfg.NativeSidecars, "version", version.Version)
+	log.Info("serving", "addr", wl.Addr().String(), "metricsAddr", ml.Addr().String(), "selfSigned", c.SelfSigned,
+		"nativeSidecars", c.Inject.NativeSidecars, "version", version.Version)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveUntilShutdown(webhook.ServeTLS(wl, "", "")) })
@@ -288,13 +295,13 @@ func serveWebhook(ctx context.Context, o webhookOptions, log *slog.Logger) error
 	g.Go(func() error {
 		<-gctx.Done()
 		draining.Store(true)
-		if ctx.Err() != nil && o.shutdownDelay > 0 {
+		if ctx.Err() != nil && c.ShutdownDelay > 0 {
 			// Stopped by a signal: keep answering while the endpoints
 			// controller takes this replica out of the Service.
-			log.Info("shutting down: unready, still serving", "delay", o.shutdownDelay.String())
-			time.Sleep(o.shutdownDelay)
+			log.Info("shutting down: unready, still serving", "delay", c.ShutdownDelay.String())
+			time.Sleep(c.ShutdownDelay)
 		}
-		sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+		sctx, cancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
 		defer cancel()
 		return errors.Join(webhook.Shutdown(sctx), opsServer.Shutdown(sctx))
 	})
@@ -328,13 +335,13 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 // meteredElector sets ramvault_injector_leader while this replica leads.
 type meteredElector struct {
 	*leaderelection.Elector
-	metrics *Metrics
+	metrics *admission.Metrics
 }
 
 func (e meteredElector) Run(ctx context.Context, lead func(context.Context)) {
 	e.Elector.Run(ctx, func(ctx context.Context) {
-		e.metrics.leading(true)
-		defer e.metrics.leading(false)
+		e.metrics.SetLeader(true)
+		defer e.metrics.SetLeader(false)
 		lead(ctx)
 	})
 }
