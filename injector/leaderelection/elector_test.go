@@ -274,3 +274,17 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestElectorBoundsEachAttempt: each call to the apiserver gets half the
+// renew deadline, at least a second, so that one slow call cannot use up
+// the deadline of a renewal.
+func TestElectorBoundsEachAttempt(t *testing.T) {
+	for deadline, want := range map[time.Duration]time.Duration{
+		10 * time.Second: 5 * time.Second, 3 * time.Second: 1500 * time.Millisecond, 1500 * time.Millisecond: time.Second, 600 * time.Millisecond: time.Second,
+	} {
+		e := New(nil, Config{RenewDeadline: deadline}, slog.New(slog.DiscardHandler))
+		if got := e.attemptTimeout(); got != want {
+			t.Errorf("renew deadline %v: attempts bounded by %v, want %v", deadline, got, want)
+		}
+	}
+}
