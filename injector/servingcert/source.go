@@ -21,11 +21,17 @@ type Source interface {
 	// with the certificate in use, so that a new one applies to new
 	// connections at once; ErrNoCertificate before one is loaded.
 	GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error)
-	// Start keeps the certificate current until ctx ends.
+	// Start keeps the certificate current until ctx ends, and returns
+	// then.
 	Start(ctx context.Context) error
 	// Ready says whether a certificate is loaded.
 	Ready() bool
 }
+
+var (
+	_ Source = (*Files)(nil)
+	_ Source = (*SelfSigned)(nil)
+)
 
 // ErrNoCertificate fails handshakes until a certificate is loaded.
 var ErrNoCertificate = errors.New("no serving certificate loaded yet")
