@@ -1,27 +1,24 @@
-package injector
+package injector_test
 
 import (
-	"bytes"
-	"cmp"
-	"encoding/json"
 	"errors"
-	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
 
-	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
-	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
+	"github.com/ramvault/ramvault/injector"
+	"github.com/ramvault/ramvault/injector/internal/injecttest"
 	"github.com/ramvault/ramvault/pkg/spec"
 )
 
 // FuzzInject feeds Inject arbitrary Pods. It must never panic nor touch its
 // input; it either denies with a non-empty list of "subject: message" errors
-// or returns a Pod that passes checkInjection. The golden inputs are seeds,
+// or returns a Pod that passes injecttest.CheckInjection (whose patches,
+// both, reproduce it). The golden inputs are seeds,
 // beside the corpus in testdata/fuzz/FuzzInject.
 func FuzzInject(f *testing.F) {
 	inputs, _ := filepath.Glob(filepath.Join("testdata", "*.yaml"))
@@ -36,8 +33,8 @@ func FuzzInject(f *testing.F) {
 			return
 		}
 		before := pod.DeepCopy()
-		cfg := Config{AgentImage: "agent", VaultAddr: "https://vault:8200", NativeSidecars: native, Version: "fuzz"}
-		out, err := Inject(&pod, cfg)
+		cfg := injector.Config{AgentImage: "agent", VaultAddr: "https://vault:8200", NativeSidecars: native, Version: "fuzz"}
+		out, err := injector.Inject(&pod, cfg)
 		if !apiequality.Semantic.DeepEqual(before, &pod) {
 			t.Fatal("Inject changed its input")
 		}
@@ -53,76 +50,6 @@ func FuzzInject(f *testing.F) {
 			}
 			return
 		}
-		checkInjection(t, &pod, out, cfg)
-	})
-}
-
-// FuzzDecodeAdmissionReview feeds the webhook arbitrary request bodies.
-// Decoding never panics; a body it takes is answered 200 (a 500 would be a
-// recovered panic) with the request's UID, and a patch applies to the
-// object sent and gives a Pod. Seeds: reviews of the golden Pods, beside the
-// corpus in testdata/fuzz/FuzzDecodeAdmissionReview.
-func FuzzDecodeAdmissionReview(f *testing.F) {
-	inputs, _ := filepath.Glob(filepath.Join("testdata", "*.yaml"))
-	for _, in := range inputs {
-		data, err := os.ReadFile(in)
-		if err != nil {
-			continue
-		}
-		docs, err := readDocuments(bytes.NewReader(data))
-		if err != nil {
-			continue
-		}
-		for _, raw := range docs {
-			f.Add(reviewBody(f, podRequest(f, "seed", raw, "shop")))
-		}
-	}
-	cfg := Config{AgentImage: "agent", VaultAddr: "https://vault:8200", NativeSidecars: true, Version: "fuzz"}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		review, err := decodeAdmissionReview(body)
-		if err != nil {
-			return
-		}
-		w := post(NewHandler(cfg, HandlerOptions{}), body, "application/json")
-		if w.Code != http.StatusOK {
-			t.Fatalf("status %d for a review decoded: %s", w.Code, w.Body)
-		}
-		resp := answer(t, w)
-		if resp.UID != review.Request.UID {
-			t.Fatalf("response UID %q, request %q", resp.UID, review.Request.UID)
-		}
-		if resp.Patch == nil {
-			return
-		}
-		p, err := jsonpatch.DecodePatch(resp.Patch)
-		if err != nil {
-			t.Fatalf("decode patch: %v", err)
-		}
-		patched, err := p.Apply(review.Request.Object.Raw)
-		if err != nil {
-			t.Fatalf("the patch does not apply to the object sent: %v", err)
-		}
-		var pod corev1.Pod
-		if err := json.Unmarshal(patched, &pod); err != nil || pod.Annotations[StatusAnnotation] == "" {
-			t.Fatalf("the patched object is no injected Pod (%v)", err)
-		}
-		// A Pod of known fields only gets the patch of patchStrict, built
-		// from the typed Pod: applied to the document sent, it must give
-		// what Inject gives.
-		var sent corev1.Pod
-		if strict, err := kjson.UnmarshalStrict(review.Request.Object.Raw, &sent); err != nil || len(strict) > 0 {
-			return
-		}
-		sent.Namespace = cmp.Or(sent.Namespace, review.Request.Namespace)
-		want, err := Inject(&sent, cfg)
-		if err != nil {
-			t.Fatalf("the webhook injected a Pod Inject denies: %v", err)
-		}
-		pod.Namespace = cmp.Or(pod.Namespace, review.Request.Namespace)
-		if !apiequality.Semantic.DeepEqual(&pod, want) {
-			a, _ := yaml.Marshal(want)
-			b, _ := yaml.Marshal(&pod)
-			t.Fatalf("the patched Pod differs from Inject's.\nInject:\n%s\npatched:\n%s\npatch: %s", a, b, resp.Patch)
-		}
+		injecttest.CheckInjection(t, &pod, out, cfg)
 	})
 }

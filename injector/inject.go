@@ -13,7 +13,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/utils/ptr"
 
 	"github.com/ramvault/ramvault/pkg/spec"
 )
@@ -50,18 +49,32 @@ const (
 // when the Pod itself must change, the field) at fault and saying what to do.
 // pod.Namespace must be set (the webhook takes it from the request).
 func Inject(pod *corev1.Pod, cfg Config) (*corev1.Pod, error) {
-	cfg = cfg.withDefaults()
-	if err := cfg.Validate(); err != nil {
+	in, err := New(cfg)
+	if err != nil {
 		return nil, fmt.Errorf("injector configuration: %w", err)
 	}
-	return injectInPlace(pod.DeepCopy(), cfg)
+	return in.InjectInPlace(pod.DeepCopy())
 }
 
-// injectInPlace is Inject, for a configuration already defaulted and
-// validated, on pod itself, which it returns, changed only when there is no
-// error: the webhook checks its configuration once, not per request, and
-// the Pod it decoded is its own to change.
-func injectInPlace(pod *corev1.Pod, cfg Config) (*corev1.Pod, error) {
+// Injector is a Config defaulted and checked once, for a caller that
+// injects many Pods (the webhook), not once per Pod.
+type Injector struct {
+	cfg Config
+}
+
+// New returns the Injector of cfg, or Validate's error.
+func New(cfg Config) (*Injector, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Injector{cfg: cfg}, nil
+}
+
+// InjectInPlace is Inject on pod itself, which it returns, changed only
+// when there is no error: the Pod the webhook decoded is its own to change.
+func (i *Injector) InjectInPlace(pod *corev1.Pod) (*corev1.Pod, error) {
+	cfg := i.cfg
 	// Checked before parsing: an injected Pod stays as it is, even if a
 	// later injector would read its annotations differently.
 	if _, done := pod.Annotations[StatusAnnotation]; done {
@@ -438,7 +451,8 @@ func (in *injection) checkSignalProcess() {
 }
 
 // apply changes the Pod. The webhook's patch diffs only the fields it
-// changes (sentPod in patch.go): a new one must be added there.
+// changes (patch.Strict, whose Shape and podView list them): a new one
+// must be added there.
 func (in *injection) apply() {
 	ps := &in.pod.Spec
 	ps.Volumes = append(ps.Volumes, in.volumes()...)
@@ -454,13 +468,13 @@ func (in *injection) apply() {
 		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: SecretsVolume, MountPath: in.ann.MountPath, ReadOnly: true})
 	}
 	if in.signal {
-		ps.ShareProcessNamespace = ptr.To(true)
+		ps.ShareProcessNamespace = new(true)
 	}
 	var first corev1.Container
 	switch in.mode {
 	case spec.ModeNative:
 		first = in.agent(AgentContainer, "sidecar")
-		first.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
+		first.RestartPolicy = new(corev1.ContainerRestartPolicyAlways)
 		// The kubelet starts the next containers once this hook returns:
 		// when every secret has been written once. A startup probe would do
 		// the same a tick of its period later (up to 1 s on every Pod).
@@ -495,12 +509,12 @@ func (in *injection) volumes() []corev1.Volume {
 	}
 	vols := []corev1.Volume{
 		{Name: SecretsVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
-			Medium: corev1.StorageMediumMemory, SizeLimit: ptr.To(in.volumeSize)}}},
+			Medium: corev1.StorageMediumMemory, SizeLimit: new(in.volumeSize)}}},
 		{Name: StateVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
-			Medium: corev1.StorageMediumMemory, SizeLimit: ptr.To(resource.MustParse(stateVolumeSize))}}},
+			Medium: corev1.StorageMediumMemory, SizeLimit: new(resource.MustParse(stateVolumeSize))}}},
 		{Name: TokenVolume, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
-				Audience: audience, ExpirationSeconds: ptr.To(in.cfg.TokenExpirationSeconds), Path: tokenFile}}}}}},
+				Audience: audience, ExpirationSeconds: new(in.cfg.TokenExpirationSeconds), Path: tokenFile}}}}}},
 		{Name: PodInfoVolume, VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
 			Items: []corev1.DownwardAPIVolumeFile{{Path: annotationsFile, FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations"}}}}}},
 	}
@@ -560,11 +574,11 @@ func (in *injection) agent(name, mode string) corev1.Container {
 		// Pod Security "restricted", and the app's UID so that the files
 		// are the app's.
 		SecurityContext: &corev1.SecurityContext{
-			RunAsUser:                ptr.To(in.uid),
+			RunAsUser:                new(in.uid),
 			RunAsGroup:               in.gid,
-			RunAsNonRoot:             ptr.To(true),
-			AllowPrivilegeEscalation: ptr.To(false),
-			ReadOnlyRootFilesystem:   ptr.To(true),
+			RunAsNonRoot:             new(true),
+			AllowPrivilegeEscalation: new(false),
+			ReadOnlyRootFilesystem:   new(true),
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},

@@ -1,6 +1,6 @@
 // Command ramvault is the injector: the admission webhook server (`ramvault
 // webhook`) and the offline CLI (inject, lint, version). All logic lives in
-// package injector.
+// package injector and its sub-packages; the command line in injector/cli.
 package main
 
 import (
@@ -12,7 +12,7 @@ import (
 
 	"k8s.io/klog/v2"
 
-	"github.com/ramvault/ramvault/injector"
+	"github.com/ramvault/ramvault/injector/cli"
 )
 
 func main() {
@@ -20,7 +20,7 @@ func main() {
 	// client-go logs through klog, a process-wide logger: JSON on stderr,
 	// like the webhook's own log.
 	klog.SetSlogLogger(slog.New(slog.NewJSONHandler(os.Stderr, nil)))
-	code := injector.RunCLI(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	code := cli.RunCLI(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }

@@ -39,6 +39,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/ramvault/ramvault/injector"
+	"github.com/ramvault/ramvault/injector/cli"
 	"github.com/ramvault/ramvault/test/stack"
 )
 
@@ -200,7 +201,7 @@ func (c *cluster) startWebhook(t *testing.T, addr string, args ...string) *webho
 		"--vault-addr=" + c.env.PodVaultAddr, "--agent-image=" + agentImage, "--shutdown-delay=0", "--log-level=debug"}, args...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	go func() { done <- injector.RunCLI(ctx, all, nil, io.Discard, w.logs) }()
+	go func() { done <- cli.RunCLI(ctx, all, nil, io.Discard, w.logs) }()
 	var once sync.Once
 	code := -1
 	w.stop = func() int {

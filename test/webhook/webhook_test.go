@@ -17,6 +17,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/ramvault/ramvault/injector"
+	"github.com/ramvault/ramvault/injector/admission"
 	"github.com/ramvault/ramvault/pkg/spec"
 	"github.com/ramvault/ramvault/test/stack"
 )
@@ -128,7 +129,7 @@ func TestWebhook(t *testing.T) {
 		cmd := exec.Command(filepath.Join(root, "bin", "kubectl"), "describe", "replicaset", "-n", ns, rs.Name)
 		cmd.Env = append(os.Environ(), "KUBECONFIG="+c.env.Kubeconfig)
 		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), injector.ReasonDenied) || !strings.Contains(string(out), "ramvault.io/refresh") {
+		if err != nil || !strings.Contains(string(out), admission.ReasonDenied) || !strings.Contains(string(out), "ramvault.io/refresh") {
 			t.Errorf("kubectl describe replicaset (%v) does not tell of the denial:\n%s", err, out)
 		}
 	})
@@ -202,7 +203,7 @@ func waitEvent(t *testing.T, c *cluster, ns string, match func(corev1.Event) boo
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		list, err := c.cs.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{FieldSelector: "reason=" + injector.ReasonDenied})
+		list, err := c.cs.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{FieldSelector: "reason=" + admission.ReasonDenied})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -212,7 +213,7 @@ func waitEvent(t *testing.T, c *cluster, ns string, match func(corev1.Event) boo
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no matching %s event in %s after 30s; events: %v", injector.ReasonDenied, ns, list.Items)
+			t.Fatalf("no matching %s event in %s after 30s; events: %v", admission.ReasonDenied, ns, list.Items)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -1,4 +1,4 @@
-package injector
+package admission
 
 import (
 	"context"
@@ -25,6 +25,11 @@ const (
 	maxEventMessage = 4096
 )
 
+// EventSink creates Events (a kube.Client is one).
+type EventSink interface {
+	CreateEvent(ctx context.Context, ev *corev1.Event) error
+}
+
 // EventRecorder tells of denials where users look: a Warning Event on the
 // Pod's controller (the ReplicaSet, Job… in its controller ownerReference),
 // which `kubectl describe` shows, or, for a Pod without one, on its
@@ -47,8 +52,8 @@ func NewEventRecorder(sink EventSink, log *slog.Logger, instance string) *EventR
 	return &EventRecorder{sink: sink, log: log, instance: instance, queue: make(chan *corev1.Event, eventQueue), now: time.Now}
 }
 
-// Denied queues the Event about pod, denied with message.
-func (r *EventRecorder) Denied(pod *corev1.Pod, message string) {
+// record queues the Event about pod, denied with message.
+func (r *EventRecorder) record(pod *corev1.Pod, message string) {
 	if r == nil {
 		return
 	}

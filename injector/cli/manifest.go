@@ -1,4 +1,4 @@
-package injector
+package cli
 
 import (
 	"bytes"
@@ -12,10 +12,11 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	kjson "sigs.k8s.io/json"
 
+	"github.com/ramvault/ramvault/injector"
+	"github.com/ramvault/ramvault/injector/patch"
 	"github.com/ramvault/ramvault/pkg/spec"
 )
 
@@ -81,7 +82,7 @@ func newObject(n int, raw json.RawMessage) (*object, error) {
 // inject runs Inject on the Pod of the object, if it has one, and returns
 // the object as JSON with the changes merged into the document as written
 // (so that nothing else of it changes), or the error of Inject.
-func (o *object) inject(cfg Config) (json.RawMessage, error) {
+func (o *object) inject(cfg injector.Config) (json.RawMessage, error) {
 	gv, err := schema.ParseGroupVersion(o.meta.APIVersion)
 	if err != nil {
 		return nil, fmt.Errorf("apiVersion %q: %w", o.meta.APIVersion, err)
@@ -114,14 +115,14 @@ func (o *object) inject(cfg Config) (json.RawMessage, error) {
 	if pod.Namespace == "" {
 		pod.Namespace = o.meta.Namespace
 	}
-	out, err := Inject(pod, cfg)
+	out, err := injector.Inject(pod, cfg)
 	if err != nil {
 		return nil, err
 	}
 	if apiequality.Semantic.DeepEqual(pod, out) {
 		return o.raw, nil
 	}
-	merged, err := mergeTemplate(tmplRaw, pod, out)
+	merged, err := patch.Merge(tmplRaw, pod, out)
 	if err != nil {
 		return nil, err
 	}
@@ -165,30 +166,6 @@ func decodePod(raw []byte, isPod bool) (*corev1.Pod, error) {
 		pod.ObjectMeta, pod.Spec = tmpl.ObjectMeta, tmpl.Spec
 	}
 	return pod, nil
-}
-
-// mergeTemplate applies the change from pod to out to the document as
-// written, as a strategic merge patch: lists merge by their keys (container
-// and volume names, mount paths) in the order of out, and fields the typed
-// Pod would add (creationTimestamp: null, resources: {}) stay out.
-func mergeTemplate(written []byte, pod, out *corev1.Pod) ([]byte, error) {
-	orig, err := json.Marshal(corev1.PodTemplateSpec{ObjectMeta: pod.ObjectMeta, Spec: pod.Spec})
-	if err != nil {
-		return nil, err
-	}
-	mod, err := json.Marshal(corev1.PodTemplateSpec{ObjectMeta: out.ObjectMeta, Spec: out.Spec})
-	if err != nil {
-		return nil, err
-	}
-	patch, err := strategicpatch.CreateTwoWayMergePatch(orig, mod, corev1.PodTemplateSpec{})
-	if err != nil {
-		return nil, fmt.Errorf("diff pod: %w", err)
-	}
-	merged, err := strategicpatch.StrategicMergePatch(written, patch, corev1.PodTemplateSpec{})
-	if err != nil {
-		return nil, fmt.Errorf("merge the injection into the document: %w", err)
-	}
-	return merged, nil
 }
 
 // errorLines are the lines reporting err about the object: one per problem.

@@ -1,4 +1,4 @@
-package injector
+package cli
 
 import (
 	"bytes"
@@ -12,11 +12,11 @@ import (
 )
 
 func TestCLI(t *testing.T) {
-	pod, err := os.ReadFile(filepath.Join("testdata", "basic.yaml"))
+	pod, err := os.ReadFile(filepath.Join(goldenDir, "basic.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	injected, err := os.ReadFile(filepath.Join("testdata", "basic.injected"))
+	injected, err := os.ReadFile(filepath.Join(goldenDir, "basic.injected"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,18 +28,18 @@ func TestCLI(t *testing.T) {
 		stdout, stderr string // substrings; stdout "" means empty
 	}{
 		{name: "version prints the version", args: []string{"version"}, stdout: version.String("ramvault") + "\n"},
-		{name: "no command prints the usage", code: ExitUsage, stderr: "Usage:"},
-		{name: "an unknown command is a usage error", args: []string{"injct"}, code: ExitUsage, stderr: `unknown command "injct"`},
-		{name: "inject needs a file", args: []string{"inject"}, code: ExitUsage, stderr: "-f FILE is required"},
+		{name: "no command prints the usage", code: exitUsage, stderr: "Usage:"},
+		{name: "an unknown command is a usage error", args: []string{"injct"}, code: exitUsage, stderr: `unknown command "injct"`},
+		{name: "inject needs a file", args: []string{"inject"}, code: exitUsage, stderr: "-f FILE is required"},
 		{name: "inject -h shows the flags", args: []string{"inject", "-h"}, stderr: "-native-sidecars"},
-		{name: "a bad flag value is a usage error", args: []string{"inject", "-f", "-", "--agent-limits=cpu"}, code: ExitUsage, stderr: `"cpu": want name=quantity`},
-		{name: "an invalid configuration is a usage error", args: []string{"lint", "-f", "-", "--token-expiration-seconds=60"}, code: ExitUsage, stderr: "--token-expiration-seconds: 60 is too short"},
+		{name: "a bad flag value is a usage error", args: []string{"inject", "-f", "-", "--agent-limits=cpu"}, code: exitUsage, stderr: `"cpu": want name=quantity`},
+		{name: "an invalid configuration is a usage error", args: []string{"lint", "-f", "-", "--token-expiration-seconds=60"}, code: exitUsage, stderr: "--token-expiration-seconds: 60 is too short"},
 		{name: "- reads standard input", args: []string{"inject", "-f", "-", "--vault-addr=https://vault.vault.svc:8200"}, stdin: string(pod), stdout: string(injected)},
 		{name: "lint of a valid manifest prints nothing", args: []string{"lint", "-f", "-", "--vault-addr=https://vault.vault.svc:8200"}, stdin: string(pod)},
-		{name: "a missing file is reported", args: []string{"inject", "-f", "testdata/nope.yaml"}, code: ExitInvalid, stderr: "no such file"},
-		{name: "a malformed document is reported", args: []string{"inject", "-f", "-"}, stdin: "kind: Pod\nmetadata: [\n", code: ExitInvalid, stderr: "document 1"},
-		{name: "a document that is no object is reported", args: []string{"inject", "-f", "-"}, stdin: "kind: Pod\n---\n- a\n", code: ExitInvalid, stderr: "document 2: not a Kubernetes object"},
-		{name: "an object without its template is reported", args: []string{"inject", "-f", "-"}, stdin: "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {}\n", code: ExitInvalid, stderr: "Deployment/d: no spec.template"},
+		{name: "a missing file is reported", args: []string{"inject", "-f", "../testdata/nope.yaml"}, code: exitInvalid, stderr: "no such file"},
+		{name: "a malformed document is reported", args: []string{"inject", "-f", "-"}, stdin: "kind: Pod\nmetadata: [\n", code: exitInvalid, stderr: "document 1"},
+		{name: "a document that is no object is reported", args: []string{"inject", "-f", "-"}, stdin: "kind: Pod\n---\n- a\n", code: exitInvalid, stderr: "document 2: not a Kubernetes object"},
+		{name: "an object without its template is reported", args: []string{"inject", "-f", "-"}, stdin: "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {}\n", code: exitInvalid, stderr: "Deployment/d: no spec.template"},
 		{name: "a Pod without namespace is injected (the webhook sets it)", args: []string{"inject", "-f", "-", "--vault-addr=https://v:8200"},
 			stdin:  "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations: {ramvault.io/inject: \"true\", ramvault.io/secret-a: kv/a, ramvault.io/run-as-user: \"7\"}\nspec:\n  containers: [{name: a, image: a}]\n",
 			stdout: "ramvault.io/status: injected " + version.Version},

@@ -1,4 +1,4 @@
-package injector
+package admission
 
 import (
 	jsonv2 "github.com/go-json-experiment/json"
@@ -24,7 +24,7 @@ var (
 	// apiserver's decoder (a newer apiserver may send more).
 	reviewOptions = jsonv2.JoinOptions()
 	// podOptions: a Pod with a field this injector's Pod type does not know
-	// takes the slower path, which says which (PatchRaw keeps them).
+	// takes the slower path, which says which (patch.Raw keeps them).
 	podOptions = jsonv2.RejectUnknownMembers(true)
 )
 

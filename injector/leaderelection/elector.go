@@ -1,4 +1,7 @@
-package injector
+// Package leaderelection elects one replica with a coordination.k8s.io/v1
+// Lease, compatible with client-go's leader election on the same Lease. It
+// knows nothing of what the leader does.
+package leaderelection
 
 import (
 	"context"
@@ -14,9 +17,23 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/ramvault/ramvault/injector/kube"
 )
 
-// leaseElector elects one replica with a coordination.k8s.io/v1 Lease, the
+// Config is what an Elector campaigns for, and its timing: the rules of
+// client-go's leader election, LeaseDuration > RenewDeadline > 1.2 ×
+// RetryPeriod > 0 (the webhook's flags check them).
+type Config struct {
+	Namespace     string // of the Lease
+	Name          string // of the Lease
+	Identity      string // this replica, in the Lease
+	LeaseDuration time.Duration
+	RenewDeadline time.Duration
+	RetryPeriod   time.Duration
+}
+
+// Elector elects one replica with a coordination.k8s.io/v1 Lease, the
 // way client-go's leader election does and compatible with it (same fields,
 // same rules), in the little this webhook needs of it.
 //
@@ -26,9 +43,12 @@ import (
 // renews it every RetryPeriod and stops leading when it has not renewed it
 // for RenewDeadline, which is shorter than LeaseDuration: it stops before
 // anyone else may start. Every write carries the resourceVersion read, so
-// of two candidates writing at once one gets a Conflict, and loses.
-type leaseElector struct {
-	client        *kubeClient
+// of two candidates writing at once one gets a Conflict, and loses. Each
+// attempt, to take, renew or release the Lease, has max(RenewDeadline/2,
+// 1s) (controller-runtime's bound), so that one slow call cannot use up
+// the renew deadline.
+type Elector struct {
+	client        *kube.Client
 	namespace     string
 	name          string
 	identity      string
@@ -42,22 +62,28 @@ type leaseElector struct {
 	leader     string                // the holder last logged
 }
 
-func newLeaseElector(client *kubeClient, o selfSignedOptions, log *slog.Logger) *leaseElector {
-	return &leaseElector{client: client, namespace: o.Namespace, name: o.LeaseName, identity: o.Identity,
-		leaseDuration: o.LeaseDuration, renewDeadline: o.RenewDeadline, retryPeriod: o.RetryPeriod,
-		log: log.With("lease", o.Namespace+"/"+o.LeaseName)}
+// New returns the elector of c, campaigning through client.
+func New(client *kube.Client, c Config, log *slog.Logger) *Elector {
+	return &Elector{client: client, namespace: c.Namespace, name: c.Name, identity: c.Identity,
+		leaseDuration: c.LeaseDuration, renewDeadline: c.RenewDeadline, retryPeriod: c.RetryPeriod,
+		log: log.With("lease", c.Namespace+"/"+c.Name)}
+}
+
+// attemptTimeout bounds each call to the apiserver.
+func (e *Elector) attemptTimeout() time.Duration {
+	return max(e.renewDeadline/2, time.Second)
 }
 
 // errLeaseHeld: another replica holds the Lease, and has renewed it lately.
 var errLeaseHeld = errors.New("held by another replica")
 
-// run campaigns until ctx ends. Each time this replica takes the Lease, lead
+// Run campaigns until ctx ends. Each time this replica takes the Lease, lead
 // runs with a context that ends when the Lease is lost or ctx ends, and run
 // waits for lead to return before it campaigns again. When ctx ends while
 // leading, lead returns first, then the Lease is released (its holder
 // cleared) so that another replica takes over without waiting for it to
 // expire.
-func (e *leaseElector) run(ctx context.Context, lead func(context.Context)) {
+func (e *Elector) Run(ctx context.Context, lead func(context.Context)) {
 	for {
 		renewed, ok := e.acquire(ctx)
 		if !ok {
@@ -81,10 +107,10 @@ func (e *leaseElector) run(ctx context.Context, lead func(context.Context)) {
 
 // acquire tries to take the Lease now and every RetryPeriod (with jitter)
 // until it holds it, and returns when it renewed it; false: ctx ended.
-func (e *leaseElector) acquire(ctx context.Context) (time.Time, bool) {
+func (e *Elector) acquire(ctx context.Context) (time.Time, bool) {
 	for {
 		at := time.Now()
-		actx, cancel := context.WithTimeout(ctx, apiTimeout)
+		actx, cancel := context.WithTimeout(ctx, e.attemptTimeout())
 		err := e.tryAcquireOrRenew(actx, at)
 		cancel()
 		switch {
@@ -105,14 +131,18 @@ func (e *leaseElector) acquire(ctx context.Context) (time.Time, bool) {
 // renew renews the Lease every RetryPeriod, retrying failures, until ctx
 // ends or it was not renewed for RenewDeadline since renewed, or another
 // replica holds it.
-func (e *leaseElector) renew(ctx context.Context, renewed time.Time) {
+func (e *Elector) renew(ctx context.Context, renewed time.Time) {
 	for {
 		if sleep(ctx, e.retryPeriod) != nil {
 			return
 		}
 		deadline := renewed.Add(e.renewDeadline)
 		at := time.Now()
-		actx, cancel := context.WithDeadline(ctx, deadline)
+		bound := at.Add(e.attemptTimeout())
+		if deadline.Before(bound) {
+			bound = deadline
+		}
+		actx, cancel := context.WithDeadline(ctx, bound)
 		err := e.tryAcquireOrRenew(actx, at)
 		cancel()
 		switch {
@@ -134,10 +164,10 @@ func (e *leaseElector) renew(ctx context.Context, renewed time.Time) {
 
 // tryAcquireOrRenew reads the Lease and, unless another replica holds it
 // validly (errLeaseHeld), writes this replica as its holder, renewed at now.
-func (e *leaseElector) tryAcquireOrRenew(ctx context.Context, now time.Time) error {
-	leases := e.client.leases(e.namespace)
+func (e *Elector) tryAcquireOrRenew(ctx context.Context, now time.Time) error {
+	leases := e.client.Leases(e.namespace)
 	cur := &coordinationv1.Lease{}
-	err := leases.get(ctx, e.name, cur)
+	err := leases.Get(ctx, e.name, cur)
 	if apierrors.IsNotFound(err) {
 		l := &coordinationv1.Lease{
 			ObjectMeta: metav1.ObjectMeta{Name: e.name, Namespace: e.namespace},
@@ -146,7 +176,7 @@ func (e *leaseElector) tryAcquireOrRenew(ctx context.Context, now time.Time) err
 		e.hold(l, now)
 		created := &coordinationv1.Lease{}
 		// AlreadyExists: another candidate created it first; the next try reads it.
-		if err := leases.create(ctx, l, created); err != nil {
+		if err := leases.Create(ctx, l, created); err != nil {
 			return fmt.Errorf("create Lease %s/%s: %w", e.namespace, e.name, err)
 		}
 		e.observe(created)
@@ -168,7 +198,7 @@ func (e *leaseElector) tryAcquireOrRenew(ctx context.Context, now time.Time) err
 	e.hold(l, now)
 	updated := &coordinationv1.Lease{}
 	// Conflict: the Lease changed since it was read; the next try reads it.
-	if err := leases.update(ctx, e.name, l, updated); err != nil {
+	if err := leases.Update(ctx, e.name, l, updated); err != nil {
 		return fmt.Errorf("update Lease %s/%s: %w", e.namespace, e.name, err)
 	}
 	e.observe(updated)
@@ -176,7 +206,7 @@ func (e *leaseElector) tryAcquireOrRenew(ctx context.Context, now time.Time) err
 }
 
 // hold writes this replica into l as its holder, renewed at now.
-func (e *leaseElector) hold(l *coordinationv1.Lease, now time.Time) {
+func (e *Elector) hold(l *coordinationv1.Lease, now time.Time) {
 	l.Spec.HolderIdentity = ptr.To(e.identity)
 	l.Spec.LeaseDurationSeconds = ptr.To(int32(math.Ceil(e.leaseDuration.Seconds())))
 	l.Spec.RenewTime = ptr.To(metav1.NewMicroTime(now))
@@ -184,7 +214,7 @@ func (e *leaseElector) hold(l *coordinationv1.Lease, now time.Time) {
 
 // durationOf is the validity the holder of l asks for: its
 // leaseDurationSeconds, or this replica's LeaseDuration without one.
-func (e *leaseElector) durationOf(l *coordinationv1.Lease) time.Duration {
+func (e *Elector) durationOf(l *coordinationv1.Lease) time.Duration {
 	if s := ptr.Deref(l.Spec.LeaseDurationSeconds, 0); s > 0 {
 		return time.Duration(s) * time.Second
 	}
@@ -192,7 +222,7 @@ func (e *leaseElector) durationOf(l *coordinationv1.Lease) time.Duration {
 }
 
 // observe records l as read or written now, and logs a new holder.
-func (e *leaseElector) observe(l *coordinationv1.Lease) {
+func (e *Elector) observe(l *coordinationv1.Lease) {
 	if e.lease == nil || !apiequality.Semantic.DeepEqual(e.lease.Spec, l.Spec) {
 		e.observedAt = time.Now()
 	}
@@ -205,32 +235,17 @@ func (e *leaseElector) observe(l *coordinationv1.Lease) {
 	}
 }
 
-// release clears the holder of the Lease this replica holds, under a fresh
-// timeout (ctx has ended). A Conflict (a renewal cancelled in flight may
-// have been written after all) reads the Lease again. If release fails, the
-// others take the Lease when it expires.
-func (e *leaseElector) release() {
-	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
-	defer cancel()
-	leases := e.client.leases(e.namespace)
+// release clears the holder of the Lease this replica holds, each attempt
+// under a fresh timeout (ctx has ended). A Conflict (a renewal cancelled in
+// flight may have been written after all) reads the Lease again. If release
+// fails, the others take the Lease when it expires.
+func (e *Elector) release() {
+	leases := e.client.Leases(e.namespace)
 	l := e.lease
 	var err error
 	for attempt := range 3 {
-		if attempt > 0 {
-			l = &coordinationv1.Lease{}
-			if err = leases.get(ctx, e.name, l); err != nil {
-				break
-			}
-		}
-		if l == nil || ptr.Deref(l.Spec.HolderIdentity, "") != e.identity {
-			return
-		}
-		l = l.DeepCopy()
-		l.Spec.HolderIdentity = nil
-		released := &coordinationv1.Lease{}
-		if err = leases.update(ctx, e.name, l, released); err == nil {
-			e.observe(released)
-			e.log.Info("lease released")
+		var done bool
+		if done, l, err = e.tryRelease(leases, l, attempt > 0); done {
 			return
 		}
 		if !apierrors.IsConflict(err) {
@@ -238,4 +253,42 @@ func (e *leaseElector) release() {
 		}
 	}
 	e.log.Warn("release the lease: the others take it when it expires", "err", err)
+}
+
+// tryRelease is one attempt of release on l, the Lease as last seen, read
+// again first if reread; done: the Lease is released, or not this
+// replica's.
+func (e *Elector) tryRelease(leases kube.Resource, l *coordinationv1.Lease, reread bool) (done bool, _ *coordinationv1.Lease, _ error) {
+	ctx, cancel := context.WithTimeout(context.Background(), e.attemptTimeout())
+	defer cancel()
+	if reread {
+		l = &coordinationv1.Lease{}
+		if err := leases.Get(ctx, e.name, l); err != nil {
+			return false, l, err
+		}
+	}
+	if l == nil || ptr.Deref(l.Spec.HolderIdentity, "") != e.identity {
+		return true, l, nil
+	}
+	l = l.DeepCopy()
+	l.Spec.HolderIdentity = nil
+	released := &coordinationv1.Lease{}
+	if err := leases.Update(ctx, e.name, l, released); err != nil {
+		return false, l, err
+	}
+	e.observe(released)
+	e.log.Info("lease released")
+	return true, l, nil
+}
+
+// sleep waits d, or less if ctx ends first (then returns its error).
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }

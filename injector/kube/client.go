@@ -1,9 +1,12 @@
-package injector
+// Package kube is the injector's client of the apiserver: client-go's REST
+// client with a scheme of only the kinds the webhook reads and writes.
+package kube
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -17,7 +20,11 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// kubeClient makes the webhook's calls to the apiserver: Secrets and Events
+// Timeout bounds each call to the apiserver that has no tighter bound of
+// its own.
+const Timeout = 10 * time.Second
+
+// Client makes the webhook's calls to the apiserver: Secrets and Events
 // (core/v1), its MutatingWebhookConfiguration (admissionregistration/v1),
 // its Lease (coordination/v1) and GET /version.
 //
@@ -29,13 +36,13 @@ import (
 // same codecs, and a *apierrors.StatusError from the apiserver's Status for
 // apierrors.IsNotFound, IsConflict and IsAlreadyExists. Each group has its
 // own client, so its own client-side rate limit, as before.
-type kubeClient struct {
+type Client struct {
 	core, admission, coordination rest.Interface
 }
 
-// kubeScheme knows the kinds the webhook reads and writes, and the Status
-// of errors.
-func kubeScheme() *runtime.Scheme {
+// scheme knows the kinds the webhook reads and writes, and the Status of
+// errors.
+func scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	s.AddKnownTypes(corev1.SchemeGroupVersion, &corev1.Secret{}, &corev1.Event{})
 	s.AddKnownTypes(admissionregistrationv1.SchemeGroupVersion, &admissionregistrationv1.MutatingWebhookConfiguration{})
@@ -44,8 +51,9 @@ func kubeScheme() *runtime.Scheme {
 	return s
 }
 
-func newKubeClient(rc *rest.Config) (*kubeClient, error) {
-	s := kubeScheme()
+// New returns the client of the apiserver rc points to.
+func New(rc *rest.Config) (*Client, error) {
+	s := scheme()
 	codecs := rest.CodecFactoryForGeneratedClient(s, serializer.NewCodecFactory(s)).WithoutConversion()
 	rc = rest.CopyConfig(rc)
 	if rc.UserAgent == "" {
@@ -63,7 +71,7 @@ func newKubeClient(rc *rest.Config) (*kubeClient, error) {
 		c.NegotiatedSerializer = codecs
 		return rest.RESTClientForConfigAndClient(c, httpClient)
 	}
-	var c kubeClient
+	var c Client
 	if c.core, err = client("/api", corev1.SchemeGroupVersion); err != nil {
 		return nil, err
 	}
@@ -76,72 +84,64 @@ func newKubeClient(rc *rest.Config) (*kubeClient, error) {
 	return &c, nil
 }
 
-// apiResource is a resource of one namespace ("": cluster-scoped) and the
+// Resource is a resource of one namespace ("": cluster-scoped) and the
 // client of its group.
-type apiResource struct {
+type Resource struct {
 	client    rest.Interface
 	name      string // plural: secrets
 	namespace string
 }
 
-func (c *kubeClient) secrets(ns string) apiResource { return apiResource{c.core, "secrets", ns} }
-func (c *kubeClient) events(ns string) apiResource  { return apiResource{c.core, "events", ns} }
-func (c *kubeClient) leases(ns string) apiResource  { return apiResource{c.coordination, "leases", ns} }
-func (c *kubeClient) webhookConfigs() apiResource {
-	return apiResource{c.admission, "mutatingwebhookconfigurations", ""}
+// Secrets are the Secrets of namespace ns.
+func (c *Client) Secrets(ns string) Resource { return Resource{c.core, "secrets", ns} }
+
+// Leases are the coordination.k8s.io/v1 Leases of namespace ns.
+func (c *Client) Leases(ns string) Resource { return Resource{c.coordination, "leases", ns} }
+
+// WebhookConfigs are the MutatingWebhookConfigurations.
+func (c *Client) WebhookConfigs() Resource {
+	return Resource{c.admission, "mutatingwebhookconfigurations", ""}
 }
-func (r apiResource) on(req *rest.Request) *rest.Request {
+
+func (c *Client) events(ns string) Resource { return Resource{c.core, "events", ns} }
+
+func (r Resource) on(req *rest.Request) *rest.Request {
 	return req.NamespaceIfScoped(r.namespace, r.namespace != "").Resource(r.name)
 }
 
-// get reads the object name into out.
-func (r apiResource) get(ctx context.Context, name string, out runtime.Object) error {
+// Get reads the object name into out.
+func (r Resource) Get(ctx context.Context, name string, out runtime.Object) error {
 	return r.on(r.client.Get()).Name(name).Do(ctx).Into(out)
 }
 
-// create creates obj, and reads what the apiserver made of it into out.
-func (r apiResource) create(ctx context.Context, obj, out runtime.Object) error {
+// Create creates obj, and reads what the apiserver made of it into out.
+func (r Resource) Create(ctx context.Context, obj, out runtime.Object) error {
 	return r.on(r.client.Post()).Body(obj).Do(ctx).Into(out)
 }
 
-// update replaces the object name with obj, and reads the result into out;
+// Update replaces the object name with obj, and reads the result into out;
 // the resourceVersion in obj makes it fail with a Conflict if the object
 // changed since it was read.
-func (r apiResource) update(ctx context.Context, name string, obj, out runtime.Object) error {
+func (r Resource) Update(ctx context.Context, name string, obj, out runtime.Object) error {
 	return r.on(r.client.Put()).Name(name).Body(obj).Do(ctx).Into(out)
 }
 
-// patch applies data, a patch of type pt, to the object name.
-func (r apiResource) patch(ctx context.Context, name string, pt types.PatchType, data []byte, fieldManager string) error {
+// Patch applies data, a patch of type pt, to the object name.
+func (r Resource) Patch(ctx context.Context, name string, pt types.PatchType, data []byte, fieldManager string) error {
 	return r.on(r.client.Patch(pt)).Name(name).Param("fieldManager", fieldManager).Body(data).Do(ctx).Error()
 }
 
-// EventSink creates Events (the webhook's kubeClient is one).
-type EventSink interface {
-	CreateEvent(ctx context.Context, ev *corev1.Event) error
-}
-
 // CreateEvent creates ev in its namespace.
-func (c *kubeClient) CreateEvent(ctx context.Context, ev *corev1.Event) error {
-	return c.events(ev.Namespace).create(ctx, ev, &corev1.Event{})
+func (c *Client) CreateEvent(ctx context.Context, ev *corev1.Event) error {
+	return c.events(ev.Namespace).Create(ctx, ev, &corev1.Event{})
 }
 
-// serverVersioner tells the apiserver's version (a discovery client is one).
-type serverVersioner interface {
-	ServerVersion() (*apiversion.Info, error)
-}
-
-// versionGetter reads GET /version, the one discovery call the webhook
-// makes, each time under apiTimeout.
-type versionGetter struct {
-	ctx  context.Context
-	rest rest.Interface
-}
-
-func (v versionGetter) ServerVersion() (*apiversion.Info, error) {
-	ctx, cancel := context.WithTimeout(v.ctx, apiTimeout)
+// ServerVersion reads GET /version, the one discovery call the webhook
+// makes, under Timeout.
+func (c *Client) ServerVersion(ctx context.Context) (*apiversion.Info, error) {
+	ctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
-	body, err := v.rest.Get().AbsPath("/version").Do(ctx).Raw()
+	body, err := c.core.Get().AbsPath("/version").Do(ctx).Raw()
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,7 @@
-package injector
+// Package admission serves injector.Inject as a mutating admission webhook:
+// the HTTP handler of AdmissionReviews, its decoders, the Events that tell
+// of denials and the webhook's metrics.
+package admission
 
 import (
 	"bytes"
@@ -18,6 +21,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/ramvault/ramvault/injector"
+	"github.com/ramvault/ramvault/injector/patch"
 	"github.com/ramvault/ramvault/pkg/spec"
 )
 
@@ -43,28 +48,27 @@ type HandlerOptions struct {
 
 // Handler answers AdmissionReviews (admission.k8s.io/v1) at /mutate. The
 // CREATE of a Pod goes through Inject; the change is answered as a
-// JSONPatch (patchStrict, or PatchRaw for a Pod with fields this injector
+// JSONPatch (patch.Strict, or patch.Raw for a Pod with fields this injector
 // does not know), a denial with every problem Inject found (and an Event,
 // see EventRecorder). Every other request is allowed unchanged.
 type Handler struct {
-	cfg    Config
 	opts   HandlerOptions
-	inject func(*corev1.Pod, Config) (*corev1.Pod, error) // Inject, or injectInPlace; tests replace it
+	inject func(*corev1.Pod) (*corev1.Pod, error) // Injector.InjectInPlace, or Inject; tests replace it
 }
 
 // NewHandler returns the handler for cfg, which must be valid (Validate).
-func NewHandler(cfg Config, opts HandlerOptions) *Handler {
+func NewHandler(cfg injector.Config, opts HandlerOptions) *Handler {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	h := &Handler{cfg: cfg, opts: opts, inject: Inject}
 	// A valid configuration is checked here once; an invalid one keeps
 	// failing every request with the message saying what is wrong.
-	if c := cfg.withDefaults(); c.Validate() == nil {
-		h.cfg, h.inject = c, injectInPlace
+	h := &Handler{opts: opts, inject: func(pod *corev1.Pod) (*corev1.Pod, error) { return injector.Inject(pod, cfg) }}
+	if in, err := injector.New(cfg); err == nil {
+		h.inject = in.InjectInPlace
 	}
 	return h
 }
@@ -167,13 +171,13 @@ func (h *Handler) review(req *admissionv1.AdmissionRequest) (o outcome) {
 	o.status = http.StatusOK
 	if req.Kind != metav1.GroupVersionKind(podKind) || req.Resource != metav1.GroupVersionResource(podResource) ||
 		req.SubResource != "" || req.Operation != admissionv1.Create {
-		o.resp = &admissionv1.AdmissionResponse{Allowed: true}
+		o.resp = allowed()
 		return o
 	}
 	pod := &corev1.Pod{}
 	// One decode that also tells whether the Pod has fields this injector's
 	// Pod type does not know (an apiserver newer than it): only then does the
-	// patch need the slower merge into the document as sent (PatchRaw).
+	// patch need the slower merge into the document as sent (patch.Raw).
 	strict, err := decodeAdmittedPod(req.Object.Raw, pod)
 	if err != nil {
 		o.resp, o.injection = errored(http.StatusBadRequest, fmt.Errorf("decode the Pod: %w", err)), injectionError
@@ -185,24 +189,22 @@ func (h *Handler) review(req *admissionv1.AdmissionRequest) (o outcome) {
 	if o.name == "" && pod.GenerateName != "" {
 		o.name = pod.GenerateName + "*"
 	}
-	_, before := pod.Annotations[StatusAnnotation]
-	// patchStrict needs the shape of the Pod only, so the injection may
-	// change the Pod decoded (injectInPlace); PatchRaw needs it as it was.
-	target, shape := pod, (*podShape)(nil)
+	_, before := pod.Annotations[injector.StatusAnnotation]
+	// patch.Strict needs the shape of the Pod only, so the injection may
+	// change the Pod decoded (InjectInPlace); patch.Raw needs it as it was.
+	target, shape := pod, (*patch.Shape)(nil)
 	if strict {
-		shape = shapeOf(pod)
+		shape = patch.ShapeOf(pod)
 	} else {
 		target = pod.DeepCopy()
 	}
-	out, err := h.inject(target, h.cfg)
+	out, err := h.inject(target)
 	if problems := (spec.ErrorList)(nil); errors.As(err, &problems) {
 		msg := err.Error()
 		if req.DryRun == nil || !*req.DryRun {
-			h.opts.Events.Denied(pod, fmt.Sprintf("ramvault did not inject %s: %s", podLabel(pod), msg))
+			h.opts.Events.record(pod, fmt.Sprintf("ramvault did not inject %s: %s", podLabel(pod), msg))
 		}
-		o.resp = &admissionv1.AdmissionResponse{Allowed: false, Result: &metav1.Status{
-			Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden, Message: msg}}
-		o.injection = injectionDenied
+		o.resp, o.injection = denied(msg), injectionDenied
 		return o
 	}
 	if err != nil {
@@ -210,24 +212,41 @@ func (h *Handler) review(req *admissionv1.AdmissionRequest) (o outcome) {
 		o.resp, o.injection = errored(http.StatusInternalServerError, err), injectionError
 		return o
 	}
-	if _, after := out.Annotations[StatusAnnotation]; before || !after {
-		o.resp, o.injection = &admissionv1.AdmissionResponse{Allowed: true}, injectionSkipped
+	if _, after := out.Annotations[injector.StatusAnnotation]; before || !after {
+		o.resp, o.injection = allowed(), injectionSkipped
 		return o
 	}
-	var patch []byte
+	var p []byte
 	if shape != nil {
-		patch, err = patchStrict(shape, out)
+		p, err = patch.Strict(shape, out)
 	} else {
-		patch, err = PatchRaw(req.Object.Raw, pod, out)
+		p, err = patch.Raw(req.Object.Raw, pod, out)
 	}
 	if err != nil {
 		h.opts.Log.Error("patch", "uid", req.UID, "err", err)
 		o.resp, o.injection = errored(http.StatusInternalServerError, err), injectionError
 		return o
 	}
-	pt := admissionv1.PatchTypeJSONPatch
-	o.resp, o.injection = &admissionv1.AdmissionResponse{Allowed: true, Patch: patch, PatchType: &pt}, injectionInjected
+	o.resp, o.injection = patched(p), injectionInjected
 	return o
+}
+
+// allowed is a response allowing the request unchanged.
+func allowed() *admissionv1.AdmissionResponse {
+	return &admissionv1.AdmissionResponse{Allowed: true}
+}
+
+// patched is a response allowing the request changed by the JSONPatch p.
+func patched(p []byte) *admissionv1.AdmissionResponse {
+	pt := admissionv1.PatchTypeJSONPatch
+	return &admissionv1.AdmissionResponse{Allowed: true, Patch: p, PatchType: &pt}
+}
+
+// denied is a response refusing the request (403) with msg, every problem
+// with it.
+func denied(msg string) *admissionv1.AdmissionResponse {
+	return &admissionv1.AdmissionResponse{Allowed: false, Result: &metav1.Status{
+		Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden, Message: msg}}
 }
 
 // errored is a response refusing the request because of err.

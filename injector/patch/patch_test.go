@@ -1,4 +1,4 @@
-package injector
+package patch_test
 
 import (
 	"cmp"
@@ -15,9 +15,13 @@ import (
 	"k8s.io/utils/ptr"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
+
+	"github.com/ramvault/ramvault/injector"
+	"github.com/ramvault/ramvault/injector/internal/injecttest"
+	"github.com/ramvault/ramvault/injector/patch"
 )
 
-func TestPatch(t *testing.T) {
+func TestTyped(t *testing.T) {
 	base := func() *corev1.Pod {
 		return &corev1.Pod{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
@@ -40,31 +44,32 @@ func TestPatch(t *testing.T) {
 	}{
 		{name: "no change is an empty array", in: base(), mutate: func(*testing.T, *corev1.Pod) {}, want: "[]"},
 		{name: "an annotation on a Pod without annotations adds the map", in: base(), mutate: func(_ *testing.T, p *corev1.Pod) {
-			p.Annotations = map[string]string{StatusAnnotation: "injected"}
+			p.Annotations = map[string]string{injector.StatusAnnotation: "injected"}
 		}, want: `[{"op":"add","path":"/metadata/annotations","value":{"ramvault.io/status":"injected"}}]`},
 		{name: "keys with / and ~ are escaped", in: opted, mutate: func(_ *testing.T, p *corev1.Pod) {
 			p.Annotations["a/b~c"] = "1"
 		}, want: `[{"op":"add","path":"/metadata/annotations/a~1b~0c","value":"1"}]`},
 		{name: "an init container inserted before the existing ones", in: base(), mutate: func(_ *testing.T, p *corev1.Pod) {
-			p.Spec.InitContainers = append([]corev1.Container{{Name: AgentContainer, Image: "agent",
+			p.Spec.InitContainers = append([]corev1.Container{{Name: injector.AgentContainer, Image: "agent",
 				RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways)}}, p.Spec.InitContainers...)
 		}},
 		{name: "a liveness probe replaced by another kind", in: base(), mutate: func(_ *testing.T, p *corev1.Pod) {
-			p.Spec.Containers[0].LivenessProbe = restartProbe("app")
+			p.Spec.Containers[0].LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+				Path: "/restart-probe?container=app", Port: intstr.FromInt32(8099)}}, InitialDelaySeconds: 10, PeriodSeconds: 5, FailureThreshold: 1}
 		}},
 		{name: "a container appended and a list removed", in: base(), mutate: func(_ *testing.T, p *corev1.Pod) {
-			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: AgentContainer, Image: "agent"})
+			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: injector.AgentContainer, Image: "agent"})
 			p.Spec.InitContainers = nil
 		}},
 		{name: "volumes, a mount, a port and a bool added", in: base(), mutate: func(_ *testing.T, p *corev1.Pod) {
-			p.Spec.Volumes = []corev1.Volume{{Name: SecretsVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}}}
-			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: SecretsVolume, MountPath: "/s", ReadOnly: true}}
+			p.Spec.Volumes = []corev1.Volume{{Name: injector.SecretsVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}}}
+			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: injector.SecretsVolume, MountPath: "/s", ReadOnly: true}}
 			p.Spec.ShareProcessNamespace = ptr.To(true)
 			p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 8080}}
 			p.Spec.Containers[0].ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Port: intstr.FromString("http")}}}
 		}},
 		{name: "a whole injection", in: opted, mutate: func(t *testing.T, p *corev1.Pod) {
-			out, err := Inject(p, Config{AgentImage: "agent", VaultAddr: "https://vault:8200", NativeSidecars: true})
+			out, err := injector.Inject(p, injector.Config{AgentImage: "agent", VaultAddr: "https://vault:8200", NativeSidecars: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -75,9 +80,9 @@ func TestPatch(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			out := tc.in.DeepCopy()
 			tc.mutate(t, out)
-			checkPatch(t, tc.in, out)
+			injecttest.CheckTyped(t, tc.in, out)
 			if tc.want != "" {
-				if p, err := Patch(tc.in, out); err != nil || string(p) != tc.want {
+				if p, err := patch.Typed(tc.in, out); err != nil || string(p) != tc.want {
 					t.Errorf("patch %s (%v), want %s", p, err, tc.want)
 				}
 			}
@@ -85,7 +90,7 @@ func TestPatch(t *testing.T) {
 	}
 }
 
-func TestPatchRaw(t *testing.T) {
+func TestRaw(t *testing.T) {
 	// The init container carries a field this injector's Pod type does not
 	// know, as from a newer apiserver, and no "resources: {}" (the typed Pod
 	// has it): the patch applies to the document as it is, and the unknown
@@ -97,15 +102,15 @@ func TestPatchRaw(t *testing.T) {
 		t.Fatal(err)
 	}
 	pod.Namespace = "shop" // from the request, as the webhook does
-	out, err := Inject(pod, testConfig)
+	out, err := injector.Inject(pod, injecttest.Config())
 	if err != nil {
 		t.Fatal(err)
 	}
-	patch, err := PatchRaw(raw, pod, out)
+	p, err := patch.Raw(raw, pod, out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	patched := applyToSent(t, patch, raw)
+	patched := applyToSent(t, p, raw)
 	var doc struct {
 		Metadata map[string]any `json:"metadata"`
 		Spec     struct {
@@ -116,7 +121,7 @@ func TestPatchRaw(t *testing.T) {
 		t.Fatal(err)
 	}
 	ic := doc.Spec.InitContainers
-	if len(ic) != 2 || ic[0]["name"] != AgentContainer || ic[1]["name"] != "istio-init" || ic[1]["futureField"] == nil || ic[0]["futureField"] != nil {
+	if len(ic) != 2 || ic[0]["name"] != injector.AgentContainer || ic[1]["name"] != "istio-init" || ic[1]["futureField"] == nil || ic[0]["futureField"] != nil {
 		t.Errorf("init containers after the patch: %v", ic)
 	}
 	if _, set := doc.Metadata["namespace"]; set {
@@ -134,14 +139,14 @@ func TestPatchRaw(t *testing.T) {
 	// Containers without names defeat a merge by name (the second would
 	// get no mount): the typed diff answers then, and reproduces the
 	// injection (the apiserver rejects such a Pod after admission anyway).
-	dup := testPod()
+	dup := injecttest.Pod()
 	dup.Spec.Containers = []corev1.Container{{Image: "a"}, {Image: "b"}}
-	dupOut, err := Inject(dup, testConfig)
+	dupOut, err := injector.Inject(dup, injecttest.Config())
 	if err != nil {
 		t.Fatal(err)
 	}
 	dupRaw, _ := json.Marshal(dup)
-	dupPatch, err := PatchRaw(dupRaw, dup, dupOut)
+	dupPatch, err := patch.Raw(dupRaw, dup, dupOut)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,12 +156,12 @@ func TestPatchRaw(t *testing.T) {
 	}
 }
 
-// TestPatchStrict applies the webhook's patch for Pods without unknown
+// TestStrict applies the webhook's patch for Pods without unknown
 // fields to the document as sent, where it holds what the typed Pod does
 // not say (null list elements, null and empty lists, zero fields left out),
 // and compares the result with what Inject gives.
-func TestPatchStrict(t *testing.T) {
-	bench, err := os.ReadFile(filepath.Join("testdata", "bench", "apiserver-pod.json"))
+func TestStrict(t *testing.T) {
+	bench, err := os.ReadFile(filepath.Join("..", "testdata", "bench", "apiserver-pod.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,19 +199,23 @@ func TestPatchStrict(t *testing.T) {
 			}
 			sentNamespace := in.Namespace
 			in.Namespace = cmp.Or(in.Namespace, "shop") // from the request, as the webhook does
-			shape := shapeOf(in)
-			out, err := injectInPlace(in, testConfig.withDefaults())
+			shape := patch.ShapeOf(in)
+			inj, err := injector.New(injecttest.Config())
 			if err != nil {
 				t.Fatal(err)
 			}
-			if out.Annotations[StatusAnnotation] == "" {
+			out, err := inj.InjectInPlace(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out.Annotations[injector.StatusAnnotation] == "" {
 				t.Fatal("not injected")
 			}
-			patch, err := patchStrict(shape, out)
+			p, err := patch.Strict(shape, out)
 			if err != nil {
 				t.Fatal(err)
 			}
-			patched := applyToSent(t, patch, raw)
+			patched := applyToSent(t, p, raw)
 			got := &corev1.Pod{}
 			if strict, err := kjson.UnmarshalStrict(patched, got); err != nil || len(strict) > 0 {
 				t.Fatalf("the patched document is no Pod: %v %v", err, strict)
@@ -218,22 +227,22 @@ func TestPatchStrict(t *testing.T) {
 			if !apiequality.Semantic.DeepEqual(got, out) {
 				a, _ := yaml.Marshal(out)
 				b, _ := yaml.Marshal(got)
-				t.Errorf("the patched Pod differs from Inject's.\nInject:\n%s\npatched:\n%s\npatch: %s", a, b, patch)
+				t.Errorf("the patched Pod differs from Inject's.\nInject:\n%s\npatched:\n%s\npatch: %s", a, b, p)
 			}
 		})
 	}
 }
 
 // applyToSent applies a JSONPatch to the document the apiserver sent.
-func applyToSent(t *testing.T, patch, raw []byte) []byte {
+func applyToSent(t *testing.T, p, raw []byte) []byte {
 	t.Helper()
-	p, err := jsonpatch.DecodePatch(patch)
+	jp, err := jsonpatch.DecodePatch(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	patched, err := p.Apply(raw)
+	patched, err := jp.Apply(raw)
 	if err != nil {
-		t.Fatalf("the patch does not apply to the document as sent: %v\n%s", err, patch)
+		t.Fatalf("the patch does not apply to the document as sent: %v\n%s", err, p)
 	}
 	return patched
 }

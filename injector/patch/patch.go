@@ -1,4 +1,8 @@
-package injector
+// Package patch turns what injector.Inject changed into the JSONPatch
+// (RFC 6902) a webhook answers, or merges it into a document as written
+// (the CLI's manifests). Every patch is a diff made by a library
+// (gomodules.xyz/jsonpatch/v2); no operation is written by hand.
+package patch
 
 import (
 	"encoding/json"
@@ -7,13 +11,15 @@ import (
 	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	kjson "sigs.k8s.io/json"
+
+	"github.com/ramvault/ramvault/injector"
 )
 
-// Patch is the JSONPatch (RFC 6902) that turns original into mutated, as the
-// webhook answers it: both Pods are marshalled and diffed, no operation is
-// written by hand. No change gives an empty array.
-func Patch(original, mutated *corev1.Pod) ([]byte, error) {
+// Typed is the JSONPatch that turns original into mutated: both Pods are
+// marshalled and diffed. No change gives an empty array.
+func Typed(original, mutated *corev1.Pod) ([]byte, error) {
 	a, err := json.Marshal(original)
 	if err != nil {
 		return nil, fmt.Errorf("marshal original pod: %w", err)
@@ -51,7 +57,7 @@ func diff(a, b []byte) ([]byte, error) {
 	return append(out, ']'), nil
 }
 
-// PatchRaw is Patch for raw, the Pod as the apiserver sent it, of which
+// Raw is Typed for raw, the Pod as the apiserver sent it, of which
 // original is the decoded form (its namespace perhaps filled in). The
 // change from original to mutated is merged into raw as a strategic merge
 // patch (lists merge by their keys: container and volume names, mount
@@ -60,38 +66,63 @@ func diff(a, b []byte) ([]byte, error) {
 // than this injector) stay on the container they belong to, where a diff of
 // the typed Pods would shift them onto the agent inserted before it. Where
 // the merge cannot say it (lists with duplicate keys, which the apiserver
-// rejects anyway), it is Patch.
-func PatchRaw(raw []byte, original, mutated *corev1.Pod) ([]byte, error) {
-	merged, err := mergeTemplate(raw, original, mutated)
+// rejects anyway), it is Typed.
+func Raw(raw []byte, original, mutated *corev1.Pod) ([]byte, error) {
+	merged, err := Merge(raw, original, mutated)
 	if err != nil {
-		return Patch(original, mutated)
+		return Typed(original, mutated)
 	}
 	check := &corev1.Pod{}
 	if err := kjson.UnmarshalCaseSensitivePreserveInts(merged, check); err != nil {
-		return Patch(original, mutated)
+		return Typed(original, mutated)
 	}
 	if check.Namespace == "" {
 		check.Namespace = original.Namespace
 	}
 	if !apiequality.Semantic.DeepEqual(check, mutated) {
-		return Patch(original, mutated)
+		return Typed(original, mutated)
 	}
 	return diff(raw, merged)
 }
 
-// patchStrict is the patch for a Pod decoded strictly from the document the
+// Merge applies the change from pod to out to written, a Pod or a pod
+// template as written, as a strategic merge patch: lists merge by their
+// keys (container and volume names, mount paths) in the order of out, and
+// fields the typed Pod would add (creationTimestamp: null, resources: {})
+// stay out.
+func Merge(written []byte, pod, out *corev1.Pod) ([]byte, error) {
+	orig, err := json.Marshal(corev1.PodTemplateSpec{ObjectMeta: pod.ObjectMeta, Spec: pod.Spec})
+	if err != nil {
+		return nil, err
+	}
+	mod, err := json.Marshal(corev1.PodTemplateSpec{ObjectMeta: out.ObjectMeta, Spec: out.Spec})
+	if err != nil {
+		return nil, err
+	}
+	patch, err := strategicpatch.CreateTwoWayMergePatch(orig, mod, corev1.PodTemplateSpec{})
+	if err != nil {
+		return nil, fmt.Errorf("diff pod: %w", err)
+	}
+	merged, err := strategicpatch.StrategicMergePatch(written, patch, corev1.PodTemplateSpec{})
+	if err != nil {
+		return nil, fmt.Errorf("merge the injection into the document: %w", err)
+	}
+	return merged, nil
+}
+
+// Strict is the patch for a Pod decoded strictly from the document the
 // apiserver sent (no field unknown, none twice), so that the typed Pod says
 // what the document holds, up to zero values the document may leave out or
-// restate. before is the shape of that Pod, taken before Inject changed it
-// in place. The library diffs two small documents in the Pod's JSON shape
+// restate. before is the shape of that Pod (ShapeOf), taken before Inject
+// changed it in place. The library diffs two small documents in the Pod's JSON shape
 // (podView), what Inject may change before and after, instead of two whole
 // Pods. Where the document may hold something other than the typed Pod (a
 // container sent as null, a replaced liveness probe or init container list
 // that restates or leaves out zero fields) the view before is null: the
 // library then replaces the whole value, and never touches a field of it
-// the document may not have. Cheaper than PatchRaw by a strategic merge and
-// two decodes, and than Patch by most of the diff.
-func patchStrict(before *podShape, mutated *corev1.Pod) ([]byte, error) {
+// the document may not have. Cheaper than Raw by a strategic merge and
+// two decodes, and than Typed by most of the diff.
+func Strict(before *Shape, mutated *corev1.Pod) ([]byte, error) {
 	v, w := views(before, mutated)
 	a, err := json.Marshal(v)
 	if err != nil {
@@ -104,10 +135,10 @@ func patchStrict(before *podShape, mutated *corev1.Pod) ([]byte, error) {
 	return diff(a, b)
 }
 
-// podShape is what patchStrict needs of a Pod before Inject changes it: the
+// Shape is what Strict needs of a Pod before Inject changes it: the
 // fields Inject changes (injection.apply), and the lengths of the lists it
 // appends to or inserts into.
-type podShape struct {
+type Shape struct {
 	annotations           int
 	initContainers        int
 	containers            []containerShape
@@ -121,9 +152,10 @@ type containerShape struct {
 	livenessProbe *corev1.Probe
 }
 
-func shapeOf(pod *corev1.Pod) *podShape {
+// ShapeOf is the Shape of pod.
+func ShapeOf(pod *corev1.Pod) *Shape {
 	ps := &pod.Spec
-	s := &podShape{annotations: len(pod.Annotations), initContainers: len(ps.InitContainers),
+	s := &Shape{annotations: len(pod.Annotations), initContainers: len(ps.InitContainers),
 		containers: make([]containerShape, len(ps.Containers)), volumes: len(ps.Volumes), shareProcessNamespace: ps.ShareProcessNamespace}
 	for i, c := range ps.Containers {
 		s.containers[i] = containerShape{named: c.Name != "", mounts: len(c.VolumeMounts), livenessProbe: c.LivenessProbe}
@@ -164,11 +196,11 @@ func (null) MarshalJSON() ([]byte, error) { return []byte("null"), nil }
 
 // views are the podViews of the Pod of shape s and of pod, that Pod after
 // Inject.
-func views(s *podShape, pod *corev1.Pod) (before, after *podView) {
+func views(s *Shape, pod *corev1.Pod) (before, after *podView) {
 	before, after = &podView{}, &podView{}
-	if status, ok := pod.Annotations[StatusAnnotation]; ok && s.annotations > 0 {
+	if status, ok := pod.Annotations[injector.StatusAnnotation]; ok && s.annotations > 0 {
 		before.Metadata.Annotations = struct{}{}
-		after.Metadata.Annotations = map[string]string{StatusAnnotation: status}
+		after.Metadata.Annotations = map[string]string{injector.StatusAnnotation: status}
 	} else if len(pod.Annotations) > 0 {
 		after.Metadata.Annotations = pod.Annotations
 	}

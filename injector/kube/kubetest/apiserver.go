@@ -1,4 +1,6 @@
-package injector
+// Package kubetest is a fake apiserver for the tests of the injector's
+// packages that talk to one (kube.Client).
+package kubetest
 
 import (
 	"bytes"
@@ -7,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,17 +23,21 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	"k8s.io/client-go/rest"
+
+	"github.com/ramvault/ramvault/injector/kube"
 )
 
-// fakeAPIServer answers the few apiserver calls the webhook makes, the way
+// APIServer answers the few apiserver calls the webhook makes, the way
 // the apiserver does: get, create, update and strategic merge patch of
 // objects kept as JSON by path, each write giving a new resourceVersion; a
 // write carrying an older resourceVersion fails with 409 Conflict, a create
 // of an existing object with 409 AlreadyExists, a read of a missing one with
 // 404 NotFound, each with the apiserver's Status body; and GET /version.
-type fakeAPIServer struct {
-	t          *testing.T
-	gitVersion string
+type APIServer struct {
+	// GitVersion is what GET /version answers.
+	GitVersion string
+
+	t *testing.T
 
 	mu       sync.Mutex
 	objects  map[string][]byte // item path (/api/v1/namespaces/NS/secrets/NAME) → JSON
@@ -40,14 +47,16 @@ type fakeAPIServer struct {
 	patchers map[string]any // resource → its Go type, for strategic merge patches
 }
 
-func newFakeAPIServer(t *testing.T) *fakeAPIServer {
-	return &fakeAPIServer{t: t, gitVersion: "v1.34.4", objects: map[string][]byte{}, conflict: map[string]int{},
+// NewAPIServer returns an empty fake apiserver; its clients (Client) serve
+// it until the test ends.
+func NewAPIServer(t *testing.T) *APIServer {
+	return &APIServer{t: t, GitVersion: "v1.34.4", objects: map[string][]byte{}, conflict: map[string]int{},
 		patchers: map[string]any{"mutatingwebhookconfigurations": admissionregistrationv1.MutatingWebhookConfiguration{}}}
 }
 
-// client is a kubeClient of the server through a connection of its own, and
+// Client is a kube.Client of the server through a connection of its own, and
 // a switch that, on, makes every call of this client fail with a 500.
-func (a *fakeAPIServer) client(t *testing.T) (*kubeClient, *atomic.Bool) {
+func (a *APIServer) Client(t *testing.T) (*kube.Client, *atomic.Bool) {
 	t.Helper()
 	var down atomic.Bool
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -59,29 +68,29 @@ func (a *fakeAPIServer) client(t *testing.T) (*kubeClient, *atomic.Bool) {
 	}))
 	t.Cleanup(srv.Close)
 	// QPS -1: no client-side rate limit, for the short periods of the tests.
-	c, err := newKubeClient(&rest.Config{Host: srv.URL, QPS: -1})
+	c, err := kube.New(&rest.Config{Host: srv.URL, QPS: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c, &down
 }
 
-// item is the path of an object: /api/v1/namespaces/NS/RESOURCE/NAME, or
+// Item is the path of an object: /api/v1/namespaces/NS/RESOURCE/NAME, or
 // /apis/GROUP/VERSION/…; ns "" for a cluster-scoped one.
-func item(groupVersion, ns, resource, name string) string {
+func Item(groupVersion, ns, resource, name string) string {
 	p := "/api/v1"
 	if groupVersion != "v1" {
-		p = "/apis/" + groupVersion
+		p = path.Join("/apis", groupVersion)
 	}
 	if ns != "" {
-		p += "/namespaces/" + ns
+		p = path.Join(p, "namespaces", ns)
 	}
-	return p + "/" + resource + "/" + name
+	return path.Join(p, resource, name)
 }
 
-// set stores obj at path as it is (seeding, or another writer), with a new
+// Set stores obj at path as it is (seeding, or another writer), with a new
 // resourceVersion.
-func (a *fakeAPIServer) set(path string, obj any) {
+func (a *APIServer) Set(path string, obj any) {
 	a.t.Helper()
 	b, err := json.Marshal(obj)
 	if err != nil {
@@ -94,8 +103,8 @@ func (a *fakeAPIServer) set(path string, obj any) {
 	}
 }
 
-// get reads the object at path into out; false if there is none.
-func (a *fakeAPIServer) get(path string, out any) bool {
+// Get reads the object at path into out; false if there is none.
+func (a *APIServer) Get(path string, out any) bool {
 	a.t.Helper()
 	a.mu.Lock()
 	b, ok := a.objects[path]
@@ -108,8 +117,8 @@ func (a *fakeAPIServer) get(path string, out any) bool {
 	return ok
 }
 
-// list is the objects under the collection path prefix, in path order.
-func (a *fakeAPIServer) list(prefix string) [][]byte {
+// List is the objects under the collection path prefix, in path order.
+func (a *APIServer) List(prefix string) [][]byte {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var paths []string
@@ -126,8 +135,8 @@ func (a *fakeAPIServer) list(prefix string) [][]byte {
 	return out
 }
 
-// takeWrites returns the writes so far and forgets them.
-func (a *fakeAPIServer) takeWrites() []string {
+// TakeWrites returns the writes so far and forgets them.
+func (a *APIServer) TakeWrites() []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	w := a.writes
@@ -135,16 +144,16 @@ func (a *fakeAPIServer) takeWrites() []string {
 	return w
 }
 
-// conflictNext makes the next n PUTs to path fail with a Conflict, as if
+// ConflictNext makes the next n PUTs to path fail with a Conflict, as if
 // another writer had updated the object just before each.
-func (a *fakeAPIServer) conflictNext(path string, n int) {
+func (a *APIServer) ConflictNext(path string, n int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.conflict[path] = n
 }
 
-// conflictsLeft is how many of the Conflicts asked for path are still to come.
-func (a *fakeAPIServer) conflictsLeft(path string) int {
+// ConflictsLeft is how many of the Conflicts asked for path are still to come.
+func (a *APIServer) ConflictsLeft(path string) int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.conflict[path]
@@ -152,7 +161,7 @@ func (a *fakeAPIServer) conflictsLeft(path string) int {
 
 // store writes obj (JSON) at path with the next resourceVersion and
 // returns what is stored. Call with mu held.
-func (a *fakeAPIServer) store(path string, obj []byte) ([]byte, error) {
+func (a *APIServer) store(path string, obj []byte) ([]byte, error) {
 	var m map[string]any
 	dec := json.NewDecoder(bytes.NewReader(obj))
 	dec.UseNumber()
@@ -177,9 +186,10 @@ func (a *fakeAPIServer) store(path string, obj []byte) ([]byte, error) {
 	return b, nil
 }
 
-func (a *fakeAPIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// ServeHTTP answers one request, as the apiserver would.
+func (a *APIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet && r.URL.Path == "/version" {
-		writeJSON(w, http.StatusOK, map[string]string{"gitVersion": a.gitVersion})
+		writeJSON(w, http.StatusOK, map[string]string{"gitVersion": a.GitVersion})
 		return
 	}
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
@@ -199,8 +209,8 @@ func (a *fakeAPIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if parts[0] == "apis" {
 		gr.Group = parts[1]
 	}
-	collection := "/" + strings.Join(parts[:res+1], "/")
-	name := strings.Join(parts[res+1:], "/")
+	collection := "/" + path.Join(parts[:res+1]...)
+	name := path.Join(parts[res+1:]...)
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		writeStatus(w, apierrors.NewBadRequest(err.Error()))
@@ -209,8 +219,8 @@ func (a *fakeAPIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	path := collection + "/" + name
-	cur, exists := a.objects[path]
+	item := path.Join(collection, name)
+	cur, exists := a.objects[item]
 	switch {
 	case r.Method == http.MethodGet && name != "":
 		if !exists {
@@ -225,21 +235,21 @@ func (a *fakeAPIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeStatus(w, apierrors.NewBadRequest(fmt.Sprintf("a JSON object with a name: %v", err)))
 			return
 		}
-		path = collection + "/" + obj.Name
-		if _, ok := a.objects[path]; ok {
+		item = path.Join(collection, obj.Name)
+		if _, ok := a.objects[item]; ok {
 			writeStatus(w, apierrors.NewAlreadyExists(gr, obj.Name))
 			return
 		}
-		a.write(w, http.StatusCreated, "create", gr, path, body)
+		a.write(w, http.StatusCreated, "create", gr, item, body)
 
 	case r.Method == http.MethodPut && name != "":
 		if !exists {
 			writeStatus(w, apierrors.NewNotFound(gr, name))
 			return
 		}
-		if a.conflict[path] > 0 {
-			a.conflict[path]--
-			if cur, err = a.store(path, cur); err != nil {
+		if a.conflict[item] > 0 {
+			a.conflict[item]--
+			if cur, err = a.store(item, cur); err != nil {
 				writeStatus(w, apierrors.NewInternalError(err))
 				return
 			}
@@ -253,7 +263,7 @@ func (a *fakeAPIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeStatus(w, conflict(gr, name))
 			return
 		}
-		a.write(w, http.StatusOK, "update", gr, path, body)
+		a.write(w, http.StatusOK, "update", gr, item, body)
 
 	case r.Method == http.MethodPatch && name != "":
 		if !exists {
@@ -279,7 +289,7 @@ func (a *fakeAPIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeStatus(w, conflict(gr, name))
 			return
 		}
-		a.write(w, http.StatusOK, "patch", gr, path, patched)
+		a.write(w, http.StatusOK, "patch", gr, item, patched)
 
 	default:
 		writeStatus(w, apierrors.NewMethodNotSupported(gr, r.Method))
@@ -288,7 +298,7 @@ func (a *fakeAPIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // sameVersion: rv, the resourceVersion a write carries, is empty (an
 // unconditional write) or the stored one's.
-func (a *fakeAPIServer) sameVersion(cur []byte, rv string) bool {
+func (a *APIServer) sameVersion(cur []byte, rv string) bool {
 	var stored metav1.PartialObjectMetadata
 	if err := json.Unmarshal(cur, &stored); err != nil {
 		a.t.Error(err)
@@ -297,7 +307,7 @@ func (a *fakeAPIServer) sameVersion(cur []byte, rv string) bool {
 	return rv == "" || rv == stored.ResourceVersion
 }
 
-func (a *fakeAPIServer) write(w http.ResponseWriter, code int, verb string, gr schema.GroupResource, path string, obj []byte) {
+func (a *APIServer) write(w http.ResponseWriter, code int, verb string, gr schema.GroupResource, path string, obj []byte) {
 	stored, err := a.store(path, obj)
 	if err != nil {
 		writeStatus(w, apierrors.NewBadRequest(err.Error()))

@@ -1,4 +1,4 @@
-package injector
+package admission
 
 import (
 	"encoding/json"
@@ -11,6 +11,8 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	kjson "sigs.k8s.io/json"
+
+	"github.com/ramvault/ramvault/injector/internal/injecttest"
 )
 
 // decodeSeeds are the Pods of the golden inputs and of the bench, as JSON,
@@ -18,13 +20,13 @@ import (
 // duplicated and mis-cased fields, bad UTF-8, nulls, wrong types.
 func decodeSeeds(t testing.TB) [][]byte {
 	var seeds [][]byte
-	inputs, _ := filepath.Glob(filepath.Join("testdata", "*.yaml"))
+	inputs, _ := filepath.Glob(filepath.Join(goldenDir, "*.yaml"))
 	for _, in := range inputs {
 		f, err := os.Open(in)
 		if err != nil {
 			t.Fatal(err)
 		}
-		docs, err := readDocuments(f)
+		docs, err := injecttest.Documents(f)
 		f.Close()
 		if err != nil {
 			continue // the golden inputs of errors include broken YAML
@@ -33,7 +35,7 @@ func decodeSeeds(t testing.TB) [][]byte {
 			seeds = append(seeds, d)
 		}
 	}
-	bench, err := os.ReadFile(filepath.Join("testdata", "bench", "apiserver-pod.json"))
+	bench, err := os.ReadFile(filepath.Join(goldenDir, "bench", "apiserver-pod.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +113,7 @@ func TestDecodeReview(t *testing.T) {
 		if !json.Valid(raw) {
 			continue // a review cannot carry it
 		}
-		body := reviewBody(t, podRequest(t, "uid-1", raw, "shop"))
+		body := injecttest.ReviewBody(t, injecttest.PodRequest("uid-1", raw, "shop"))
 		for _, doc := range [][]byte{body, raw, []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","uid":"v"}}`)} {
 			var want, got admissionv1.AdmissionReview
 			wantErr := kjson.UnmarshalCaseSensitivePreserveInts(doc, &want)

@@ -1,4 +1,4 @@
-package injector
+package cli
 
 import (
 	"errors"
@@ -12,17 +12,18 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/ramvault/ramvault/injector"
 	"github.com/ramvault/ramvault/pkg/version"
 )
 
 // defaultConfig is the Config the commands start from, before flags.
-func defaultConfig() Config {
-	return Config{
+func defaultConfig() injector.Config {
+	return injector.Config{
 		AgentImage:             "localhost/ramvault-agent:" + version.Version,
-		AuthPath:               DefaultAuthPath,
-		Audience:               DefaultAudience,
-		TokenExpirationSeconds: DefaultTokenExpirationSeconds,
-		Resources:              DefaultResources(),
+		AuthPath:               injector.DefaultAuthPath,
+		Audience:               injector.DefaultAudience,
+		TokenExpirationSeconds: injector.DefaultTokenExpirationSeconds,
+		Resources:              injector.DefaultResources(),
 		NativeSidecars:         true,
 		Version:                version.Version,
 	}
@@ -40,7 +41,7 @@ type defaultsFlags struct {
 }
 
 // bindDefaults registers the flags of c's cluster defaults on fs.
-func bindDefaults(fs *flag.FlagSet, c *Config) *defaultsFlags {
+func bindDefaults(fs *flag.FlagSet, c *injector.Config) *defaultsFlags {
 	d := &defaultsFlags{fs: fs}
 	before := map[string]bool{}
 	fs.VisitAll(func(f *flag.Flag) { before[f.Name] = true })

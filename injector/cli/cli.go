@@ -1,4 +1,7 @@
-package injector
+// Package cli is the command line of ramvault: `ramvault inject` and
+// `lint` over manifests, `ramvault webhook` (its flags, their validation and
+// the wiring of the webhook's parts), `ramvault version`.
+package cli
 
 import (
 	"context"
@@ -15,14 +18,15 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/yaml"
 
+	"github.com/ramvault/ramvault/injector"
 	"github.com/ramvault/ramvault/pkg/version"
 )
 
 // Exit codes of the command line.
 const (
-	ExitOK      = 0
-	ExitInvalid = 1 // denied or unreadable objects
-	ExitUsage   = 2
+	exitOK      = 0
+	exitInvalid = 1 // denied or unreadable objects
+	exitUsage   = 2
 )
 
 const usage = `ramvault: inject Pods with the ramvault agent.
@@ -45,93 +49,85 @@ Run 'ramvault inject -h' for the flags (the cluster defaults of the injector).
 func RunCLI(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return ExitUsage
+		return exitUsage
 	}
 	switch args[0] {
 	case "version", "--version":
 		fmt.Fprintln(stdout, version.String("ramvault"))
-		return ExitOK
+		return exitOK
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
-		return ExitOK
+		return exitOK
 	case "inject", "lint":
-		opts, err := parseFlags(args[0], args[1:], stderr)
+		cfg, file, err := parseFlags(args[0], args[1:], stderr)
 		if errors.Is(err, flag.ErrHelp) {
-			return ExitOK
+			return exitOK
 		}
 		if err != nil {
 			fmt.Fprintf(stderr, "ramvault %s: %v\n", args[0], err)
-			return ExitUsage
+			return exitUsage
 		}
-		return runManifests(ctx, opts, args[0] == "inject", stdin, stdout, stderr)
+		return runManifests(ctx, cfg, file, args[0] == "inject", stdin, stdout, stderr)
 	case "webhook":
-		return RunWebhook(ctx, args[1:], stderr)
+		return runWebhook(ctx, args[1:], stderr)
 	}
 	fmt.Fprintf(stderr, "ramvault: unknown command %q\n\n%s", args[0], usage)
-	return ExitUsage
-}
-
-type options struct {
-	cfg  Config
-	file string
+	return exitUsage
 }
 
 // parseFlags reads the flags of inject and lint: the file and the cluster
 // defaults, which the webhook takes too (bindDefaults).
-func parseFlags(cmd string, args []string, stderr io.Writer) (options, error) {
-	o := options{cfg: defaultConfig()}
+func parseFlags(cmd string, args []string, stderr io.Writer) (cfg injector.Config, file string, err error) {
+	cfg = defaultConfig()
 	fs := flag.NewFlagSet("ramvault "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.file, "f", "", "manifest file, - for standard input (required)")
-	defaults := bindDefaults(fs, &o.cfg)
+	fs.StringVar(&file, "f", "", "manifest file, - for standard input (required)")
+	defaults := bindDefaults(fs, &cfg)
 	if err := fs.Parse(args); err != nil {
-		return o, err
+		return cfg, file, err
 	}
 	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return cfg, file, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if o.file == "" {
-		return o, errors.New("-f FILE is required (- for standard input)")
+	if file == "" {
+		return cfg, file, errors.New("-f FILE is required (- for standard input)")
 	}
 	if err := defaults.apply(); err != nil {
-		return o, err
+		return cfg, file, err
 	}
-	if err := o.cfg.Validate(); err != nil {
-		return o, err
-	}
-	return o, nil
+	return cfg, file, cfg.Validate()
 }
 
-// runManifests injects (or only checks) every object of the manifest.
-func runManifests(ctx context.Context, o options, write bool, stdin io.Reader, stdout, stderr io.Writer) int {
+// runManifests injects (or only checks) every object of the manifest file.
+func runManifests(ctx context.Context, cfg injector.Config, file string, write bool, stdin io.Reader, stdout, stderr io.Writer) int {
 	in := stdin
-	if o.file != "-" {
-		f, err := os.Open(o.file)
+	if file != "-" {
+		f, err := os.Open(file)
 		if err != nil {
 			fmt.Fprintln(stderr, err)
-			return ExitInvalid
+			return exitInvalid
 		}
 		defer f.Close()
 		in = f
 	}
 	docs, err := readDocuments(in)
 	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", o.file, err)
-		return ExitInvalid
+		fmt.Fprintf(stderr, "%s: %v\n", file, err)
+		return exitInvalid
 	}
 	var out [][]byte
 	var problems []string
 	for i, raw := range docs {
 		if err := ctx.Err(); err != nil {
 			fmt.Fprintln(stderr, err)
-			return ExitInvalid
+			return exitInvalid
 		}
 		obj, err := newObject(i+1, raw)
 		if err != nil {
 			problems = append(problems, err.Error())
 			continue
 		}
-		doc, err := obj.inject(o.cfg)
+		doc, err := obj.inject(cfg)
 		if err != nil {
 			problems = append(problems, obj.errorLines(err)...)
 			continue
@@ -145,7 +141,7 @@ func runManifests(ctx context.Context, o options, write bool, stdin io.Reader, s
 	}
 	if len(problems) > 0 {
 		fmt.Fprintln(stderr, strings.Join(problems, "\n"))
-		return ExitInvalid
+		return exitInvalid
 	}
 	if write {
 		for i, y := range out {
@@ -155,7 +151,7 @@ func runManifests(ctx context.Context, o options, write bool, stdin io.Reader, s
 			stdout.Write(y)
 		}
 	}
-	return ExitOK
+	return exitOK
 }
 
 // listFlag is a comma-separated list.

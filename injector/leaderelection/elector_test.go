@@ -1,4 +1,4 @@
-package injector
+package leaderelection
 
 import (
 	"context"
@@ -12,9 +12,11 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/ramvault/ramvault/injector/kube/kubetest"
 )
 
-var leasePath = item("coordination.k8s.io/v1", "ramvault-system", "leases", "ramvault-injector")
+var leasePath = kubetest.Item("coordination.k8s.io/v1", "ramvault-system", "leases", "ramvault-injector")
 
 // leaseTimes are LeaseDuration, RenewDeadline and RetryPeriod.
 type leaseTimes struct{ duration, deadline, retry time.Duration }
@@ -38,17 +40,17 @@ type campaigns struct {
 	maxLeaders int
 }
 
-func (cs *campaigns) start(t *testing.T, api *fakeAPIServer, id string, lt leaseTimes) *candidate {
+func (cs *campaigns) start(t *testing.T, api *kubetest.APIServer, id string, lt leaseTimes) *candidate {
 	t.Helper()
-	client, down := api.client(t)
+	client, down := api.Client(t)
 	c := &candidate{id: id, down: down, logs: &syncBuffer{}, started: make(chan struct{}, 10), ended: make(chan struct{}, 10)}
-	e := newLeaseElector(client, selfSignedOptions{Namespace: "ramvault-system", LeaseName: "ramvault-injector", Identity: id,
+	e := New(client, Config{Namespace: "ramvault-system", Name: "ramvault-injector", Identity: id,
 		LeaseDuration: lt.duration, RenewDeadline: lt.deadline, RetryPeriod: lt.retry}, slog.New(slog.NewJSONHandler(c.logs, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		e.run(ctx, func(lctx context.Context) {
+		e.Run(ctx, func(lctx context.Context) {
 			cs.mu.Lock()
 			cs.leaders++
 			cs.maxLeaders = max(cs.maxLeaders, cs.leaders)
@@ -112,10 +114,10 @@ func waitSignal(t *testing.T, ch <-chan struct{}, timeout time.Duration, what st
 	}
 }
 
-func holder(t *testing.T, api *fakeAPIServer) coordinationv1.Lease {
+func holder(t *testing.T, api *kubetest.APIServer) coordinationv1.Lease {
 	t.Helper()
 	var l coordinationv1.Lease
-	if !api.get(leasePath, &l) {
+	if !api.Get(leasePath, &l) {
 		t.Fatal("no Lease")
 	}
 	return l
@@ -126,7 +128,7 @@ func holder(t *testing.T, api *fakeAPIServer) coordinationv1.Lease {
 // RenewDeadline, and only then does the other take over (when the Lease
 // expires); back, it follows.
 func TestLeaseElectorOneLeaderWhoStepsDownWhenItCannotRenew(t *testing.T) {
-	api := newFakeAPIServer(t)
+	api := kubetest.NewAPIServer(t)
 	lt := leaseTimes{duration: 2 * time.Second, deadline: 600 * time.Millisecond, retry: 100 * time.Millisecond}
 	var cs campaigns
 	a, b := cs.start(t, api, "a", lt), cs.start(t, api, "b", lt)
@@ -178,20 +180,20 @@ func TestLeaseElectorOneLeaderWhoStepsDownWhenItCannotRenew(t *testing.T) {
 // the LeaseDuration. A Conflict (its last renewal, cancelled in flight, was
 // written after all) does not stop the release.
 func TestLeaseElectorReleasesOnCancel(t *testing.T) {
-	api := newFakeAPIServer(t)
+	api := kubetest.NewAPIServer(t)
 	var cs campaigns
 	// a renews every 10s: the Conflict is for its release.
 	a := cs.start(t, api, "a", leaseTimes{duration: time.Minute, deadline: 30 * time.Second, retry: 10 * time.Second})
 	waitSignal(t, a.started, 10*time.Second, "a leads")
 	b := cs.start(t, api, "b", leaseTimes{duration: time.Minute, deadline: 30 * time.Second, retry: 100 * time.Millisecond})
-	api.conflictNext(leasePath, 1)
+	api.ConflictNext(leasePath, 1)
 	a.stop()
 	select {
 	case <-a.ended:
 	default:
 		t.Fatal("run returned before lead")
 	}
-	if logs := a.logs.String(); !strings.Contains(logs, "lease released") || api.conflictsLeft(leasePath) != 0 {
+	if logs := a.logs.String(); !strings.Contains(logs, "lease released") || api.ConflictsLeft(leasePath) != 0 {
 		t.Errorf("the release after a Conflict is not logged:\n%s", logs)
 	}
 	waitSignal(t, b.started, 10*time.Second, "b takes the released Lease (well before it expires)")
@@ -208,17 +210,17 @@ func TestLeaseElectorReleasesOnCancel(t *testing.T) {
 // between the read and the write) is retried, when taking the Lease and when
 // renewing it, and the leader keeps leading.
 func TestLeaseElectorRetriesConflicts(t *testing.T) {
-	api := newFakeAPIServer(t)
-	api.set(leasePath, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "ramvault-injector", Namespace: "ramvault-system"}})
-	api.conflictNext(leasePath, 2)
+	api := kubetest.NewAPIServer(t)
+	api.Set(leasePath, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "ramvault-injector", Namespace: "ramvault-system"}})
+	api.ConflictNext(leasePath, 2)
 	lt := leaseTimes{duration: 10 * time.Second, deadline: 5 * time.Second, retry: 100 * time.Millisecond}
 	var cs campaigns
 	a := cs.start(t, api, "a", lt)
 	waitSignal(t, a.started, 10*time.Second, "a takes the Lease despite two Conflicts")
-	api.conflictNext(leasePath, 3)
+	api.ConflictNext(leasePath, 3)
 	renewed := holder(t, api).Spec.RenewTime.Time
 	deadline := time.Now().Add(10 * time.Second)
-	for l := holder(t, api); !l.Spec.RenewTime.After(renewed) || api.conflictsLeft(leasePath) > 0; l = holder(t, api) {
+	for l := holder(t, api); !l.Spec.RenewTime.After(renewed) || api.ConflictsLeft(leasePath) > 0; l = holder(t, api) {
 		if time.Now().After(deadline) {
 			t.Fatal("the Lease was not renewed after three Conflicts")
 		}
@@ -236,9 +238,9 @@ func TestLeaseElectorRetriesConflicts(t *testing.T) {
 // renewing (a crashed replica) is taken once it has not changed for its
 // leaseDurationSeconds, by this replica's clock.
 func TestLeaseElectorWaitsForAnExpiredHolder(t *testing.T) {
-	api := newFakeAPIServer(t)
+	api := kubetest.NewAPIServer(t)
 	long := metav1.NewMicroTime(time.Now().Add(-time.Hour)) // by another clock: not trusted
-	api.set(leasePath, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "ramvault-injector", Namespace: "ramvault-system"},
+	api.Set(leasePath, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "ramvault-injector", Namespace: "ramvault-system"},
 		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("crashed"), LeaseDurationSeconds: ptr.To[int32](2), RenewTime: &long, AcquireTime: &long, LeaseTransitions: ptr.To[int32](4)}})
 	var cs campaigns
 	start := time.Now()
@@ -252,5 +254,37 @@ func TestLeaseElectorWaitsForAnExpiredHolder(t *testing.T) {
 	}
 	if !strings.Contains(a.logs.String(), `"identity":"crashed"`) {
 		t.Errorf("the holder seen first is not logged:\n%s", a.logs)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger in another goroutine.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestElectorBoundsEachAttempt: each call to the apiserver gets half the
+// renew deadline, at least a second, so that one slow call cannot use up
+// the deadline of a renewal.
+func TestElectorBoundsEachAttempt(t *testing.T) {
+	for deadline, want := range map[time.Duration]time.Duration{
+		10 * time.Second: 5 * time.Second, 3 * time.Second: 1500 * time.Millisecond, 1500 * time.Millisecond: time.Second, 600 * time.Millisecond: time.Second,
+	} {
+		e := New(nil, Config{RenewDeadline: deadline}, slog.New(slog.DiscardHandler))
+		if got := e.attemptTimeout(); got != want {
+			t.Errorf("renew deadline %v: attempts bounded by %v, want %v", deadline, got, want)
+		}
 	}
 }

@@ -1,4 +1,4 @@
-package injector
+package admission
 
 import (
 	"time"
@@ -84,13 +84,16 @@ func (m *Metrics) injection(result string) {
 	}
 }
 
-func (m *Metrics) certificate(notAfter time.Time) {
+// SetCertificateExpiry records notAfter, the expiry of the serving
+// certificate in use.
+func (m *Metrics) SetCertificateExpiry(notAfter time.Time) {
 	if m != nil {
 		m.certExpiry.Set(float64(notAfter.Unix()))
 	}
 }
 
-func (m *Metrics) leading(yes bool) {
+// SetLeader records whether this replica leads.
+func (m *Metrics) SetLeader(yes bool) {
 	if m == nil {
 		return
 	}

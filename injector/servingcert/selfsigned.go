@@ -1,4 +1,4 @@
-package injector
+package servingcert
 
 import (
 	"bytes"
@@ -14,60 +14,68 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/ramvault/ramvault/injector/kube"
 )
 
-// selfSignedOptions are the settings of --self-signed.
-type selfSignedOptions struct {
-	Namespace     string        // of the injector: its Secret and Lease
+// SelfSignedOptions are the settings of a SelfSigned.
+type SelfSignedOptions struct {
+	Namespace     string        // of the injector: its Secret
 	SecretName    string        // holds the CA and the serving certificate
 	WebhookConfig string        // the MutatingWebhookConfiguration whose caBundle is kept current
-	LeaseName     string        // for leader election
-	Identity      string        // this replica, in the Lease
 	Hosts         []string      // of the serving certificate
 	CertValidity  time.Duration // of the serving certificate
 	CAValidity    time.Duration
 	PollInterval  time.Duration // how often every replica reads the Secret
 	Resync        time.Duration // how often the leader checks the Secret and the caBundle
 	CAPropagation time.Duration // the leader's wait between trusting a new CA and serving a certificate it signed
-	LeaseDuration time.Duration
-	RenewDeadline time.Duration
-	RetryPeriod   time.Duration
 	ErrorBackoff  time.Duration // after a failed reconcile; 0: 5s
 }
 
-// selfSigned manages the webhook's own certificates. Every replica serves
+// Elector runs lead while this replica leads, again each time it becomes
+// the leader, until ctx ends (leaderelection.Elector is one).
+type Elector interface {
+	Run(ctx context.Context, lead func(context.Context))
+}
+
+// SelfSigned manages the webhook's own certificates. Every replica serves
 // what the Secret holds, read every PollInterval. One replica, elected with
-// a Lease, writes: it creates the CA and the serving certificate, renews
+// the Elector, writes: it creates the CA and the serving certificate, renews
 // each at two thirds of its lifetime, and keeps the caBundle of the
 // webhook configuration equal to the Secret's CA bundle. A new CA is added
 // to the caBundle (beside the old one) and given CAPropagation to reach the
 // apiservers before any replica serves a certificate it signed, so that
 // rotation never fails an admission.
-type selfSigned struct {
-	client  *kubeClient
-	opts    selfSignedOptions
+type SelfSigned struct {
+	holder
+	client  *kube.Client
+	opts    SelfSignedOptions
 	issuer  issuer
-	holder  *certHolder
+	elector Elector
 	log     *slog.Logger
-	metrics *Metrics
 	now     func() time.Time
 }
 
-func newSelfSigned(client *kubeClient, o selfSignedOptions, holder *certHolder, log *slog.Logger, m *Metrics) *selfSigned {
-	return &selfSigned{client: client, opts: o, holder: holder, log: log.With("secret", o.Namespace+"/"+o.SecretName), metrics: m, now: time.Now,
+// NewSelfSigned returns the self-managed certificates of o, kept through
+// client while elector says this replica leads. loaded, if not nil, is
+// told the expiry of each certificate put in use.
+func NewSelfSigned(client *kube.Client, o SelfSignedOptions, elector Elector, log *slog.Logger, loaded func(notAfter time.Time)) *SelfSigned {
+	return &SelfSigned{holder: holder{loaded: loaded}, client: client, opts: o, elector: elector,
+		log: log.With("secret", o.Namespace+"/"+o.SecretName), now: time.Now,
 		issuer: issuer{hosts: o.Hosts, certValidity: o.CertValidity, caValidity: o.CAValidity}}
 }
 
-// run follows the Secret and campaigns for leadership until ctx ends.
-func (s *selfSigned) run(ctx context.Context) {
+// Start follows the Secret and campaigns for leadership until ctx ends.
+func (s *SelfSigned) Start(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.follow(ctx) })
-	s.campaign(ctx)
+	s.elector.Run(ctx, s.lead)
 	wg.Wait()
+	return nil
 }
 
 // follow loads the Secret's serving certificate now and every PollInterval.
-func (s *selfSigned) follow(ctx context.Context) {
+func (s *SelfSigned) follow(ctx context.Context) {
 	t := time.NewTicker(s.opts.PollInterval)
 	defer t.Stop()
 	for {
@@ -82,11 +90,11 @@ func (s *selfSigned) follow(ctx context.Context) {
 	}
 }
 
-func (s *selfSigned) loadSecret(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+func (s *SelfSigned) loadSecret(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, kube.Timeout)
 	defer cancel()
 	sec := &corev1.Secret{}
-	err := s.client.secrets(s.opts.Namespace).get(ctx, s.opts.SecretName, sec)
+	err := s.client.Secrets(s.opts.Namespace).Get(ctx, s.opts.SecretName, sec)
 	if apierrors.IsNotFound(err) {
 		s.log.Info("waiting for the leader to write the certificate Secret")
 		return nil
@@ -102,23 +110,15 @@ func (s *selfSigned) loadSecret(ctx context.Context) error {
 	return nil
 }
 
-func (s *selfSigned) use(p *pki) {
-	if s.holder.set(p.serving) {
+func (s *SelfSigned) use(p *pki) {
+	if s.set(p.serving) {
 		c := p.serving.Leaf
 		s.log.Info("serving certificate loaded", "serial", c.SerialNumber.String(), "notAfter", c.NotAfter)
 	}
 }
 
-// campaign runs for leadership again and again until ctx ends; leading
-// runs lead, which has returned before the next campaign starts.
-func (s *selfSigned) campaign(ctx context.Context) {
-	newLeaseElector(s.client, s.opts, s.log).run(ctx, s.lead)
-}
-
 // lead keeps the Secret and the caBundle current while ctx lasts.
-func (s *selfSigned) lead(ctx context.Context) {
-	s.metrics.leading(true)
-	defer s.metrics.leading(false)
+func (s *SelfSigned) lead(ctx context.Context) {
 	s.log.Info("leading: this replica now writes the certificates")
 	backoff := s.opts.ErrorBackoff
 	if backoff == 0 {
@@ -148,10 +148,10 @@ func (s *selfSigned) lead(ctx context.Context) {
 
 // reconcile brings the Secret and the caBundle to what they should be now,
 // and returns when it is next due.
-func (s *selfSigned) reconcile(ctx context.Context) (time.Time, error) {
-	cctx, cancel := context.WithTimeout(ctx, apiTimeout)
+func (s *SelfSigned) reconcile(ctx context.Context) (time.Time, error) {
+	cctx, cancel := context.WithTimeout(ctx, kube.Timeout)
 	sec := &corev1.Secret{}
-	err := s.client.secrets(s.opts.Namespace).get(cctx, s.opts.SecretName, sec)
+	err := s.client.Secrets(s.opts.Namespace).Get(cctx, s.opts.SecretName, sec)
 	cancel()
 	if apierrors.IsNotFound(err) {
 		sec, err = nil, nil
@@ -190,10 +190,10 @@ func (s *selfSigned) reconcile(ctx context.Context) (time.Time, error) {
 	return p.nextCheck(), nil
 }
 
-func (s *selfSigned) writeSecret(ctx context.Context, sec *corev1.Secret, p *pki) error {
-	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+func (s *SelfSigned) writeSecret(ctx context.Context, sec *corev1.Secret, p *pki) error {
+	ctx, cancel := context.WithTimeout(ctx, kube.Timeout)
 	defer cancel()
-	secrets := s.client.secrets(s.opts.Namespace)
+	secrets := s.client.Secrets(s.opts.Namespace)
 	if sec == nil {
 		sec = &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: s.opts.SecretName, Namespace: s.opts.Namespace, Labels: map[string]string{
@@ -201,7 +201,7 @@ func (s *selfSigned) writeSecret(ctx context.Context, sec *corev1.Secret, p *pki
 			Type: corev1.SecretTypeTLS,
 			Data: p.data(),
 		}
-		if err := secrets.create(ctx, sec, &corev1.Secret{}); err != nil {
+		if err := secrets.Create(ctx, sec, &corev1.Secret{}); err != nil {
 			return fmt.Errorf("create Secret %s/%s: %w", s.opts.Namespace, s.opts.SecretName, err)
 		}
 		return nil
@@ -209,7 +209,7 @@ func (s *selfSigned) writeSecret(ctx context.Context, sec *corev1.Secret, p *pki
 	sec = sec.DeepCopy()
 	sec.Data = p.data()
 	// The resourceVersion read makes a stale leader's write fail.
-	if err := secrets.update(ctx, s.opts.SecretName, sec, &corev1.Secret{}); err != nil {
+	if err := secrets.Update(ctx, s.opts.SecretName, sec, &corev1.Secret{}); err != nil {
 		return fmt.Errorf("update Secret %s/%s: %w", s.opts.Namespace, s.opts.SecretName, err)
 	}
 	return nil
@@ -218,12 +218,12 @@ func (s *selfSigned) writeSecret(ctx context.Context, sec *corev1.Secret, p *pki
 // patchCABundle sets the caBundle of every webhook of the configuration to
 // bundle, and says whether it had to. A missing configuration is logged, not
 // an error: the replicas still serve, and the next resync tries again.
-func (s *selfSigned) patchCABundle(ctx context.Context, bundle []byte) (bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+func (s *SelfSigned) patchCABundle(ctx context.Context, bundle []byte) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, kube.Timeout)
 	defer cancel()
-	mwcs := s.client.webhookConfigs()
+	mwcs := s.client.WebhookConfigs()
 	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
-	err := mwcs.get(ctx, s.opts.WebhookConfig, mwc)
+	err := mwcs.Get(ctx, s.opts.WebhookConfig, mwc)
 	if apierrors.IsNotFound(err) {
 		s.log.Warn("MutatingWebhookConfiguration not found: apply the manifests (or fix --webhook-config-name); its caBundle is set once it exists", "name", s.opts.WebhookConfig)
 		return false, nil
@@ -256,15 +256,12 @@ func (s *selfSigned) patchCABundle(ctx context.Context, bundle []byte) (bool, er
 	if err != nil {
 		return false, err
 	}
-	if err := mwcs.patch(ctx, s.opts.WebhookConfig, types.StrategicMergePatchType, patch, "ramvault-injector"); err != nil {
+	if err := mwcs.Patch(ctx, s.opts.WebhookConfig, types.StrategicMergePatchType, patch, "ramvault-injector"); err != nil {
 		return false, fmt.Errorf("patch the caBundle of MutatingWebhookConfiguration %s: %w", s.opts.WebhookConfig, err)
 	}
 	s.log.Info("caBundle patched", "webhookConfiguration", s.opts.WebhookConfig, "webhooks", len(hooks))
 	return true, nil
 }
-
-// apiTimeout bounds each call to the apiserver.
-const apiTimeout = 10 * time.Second
 
 // sleep waits d, or less if ctx ends first (then returns its error).
 func sleep(ctx context.Context, d time.Duration) error {

@@ -1,4 +1,4 @@
-package injector
+package cli
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/ramvault/ramvault/injector/kube/kubetest"
 )
 
 func writeFile(t *testing.T, name, content string) string {
@@ -36,7 +38,7 @@ audience: from-file
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := o.cfg
+	c := o.Inject
 	if c.VaultAddr != "https://vault.example:8200" || !slices.Equal(c.AllowedVaultAddrs, []string{"https://eu.example:8200", "https://us.example:8200"}) ||
 		c.TokenExpirationSeconds != 7200 || c.NativeSidecars || !c.Resources.Limits.Memory().Equal(resource.MustParse("64Mi")) {
 		t.Errorf("config from the file: %+v", c)
@@ -44,13 +46,13 @@ audience: from-file
 	if c.Audience != "from-flag" {
 		t.Errorf("audience %q: the flag must win over the file", c.Audience)
 	}
-	if o.discoverNative {
+	if o.DiscoverNative {
 		t.Error("native-sidecars given in the file, yet discovered")
 	}
 	// The CLI reads the same file.
-	opts, err := parseFlags("inject", []string{"-f", "-", "--config=" + file}, &bytes.Buffer{})
-	if err != nil || opts.cfg.VaultAddr != c.VaultAddr || opts.cfg.Audience != "from-file" {
-		t.Errorf("the CLI's config from the same file: %+v (%v)", opts.cfg, err)
+	cfg, _, err := parseFlags("inject", []string{"-f", "-", "--config=" + file}, &bytes.Buffer{})
+	if err != nil || cfg.VaultAddr != c.VaultAddr || cfg.Audience != "from-file" {
+		t.Errorf("the CLI's config from the same file: %+v (%v)", cfg, err)
 	}
 }
 
@@ -87,7 +89,7 @@ func TestWebhookFlags(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !o.discoverNative {
+				if !o.DiscoverNative {
 					t.Error("native sidecars not discovered without the flag")
 				}
 				return
@@ -102,12 +104,12 @@ func TestWebhookFlags(t *testing.T) {
 
 func TestRunWebhookUsage(t *testing.T) {
 	var stderr bytes.Buffer
-	if code := RunCLI(context.Background(), []string{"webhook", "--self-signed"}, nil, &bytes.Buffer{}, &stderr); code != ExitUsage ||
+	if code := RunCLI(context.Background(), []string{"webhook", "--self-signed"}, nil, &bytes.Buffer{}, &stderr); code != exitUsage ||
 		!strings.Contains(stderr.String(), "ramvault webhook: --namespace: empty") {
 		t.Errorf("exit %d, stderr %q", code, stderr.String())
 	}
 	stderr.Reset()
-	if code := RunCLI(context.Background(), []string{"webhook", "-h"}, nil, &bytes.Buffer{}, &stderr); code != ExitOK ||
+	if code := RunCLI(context.Background(), []string{"webhook", "-h"}, nil, &bytes.Buffer{}, &stderr); code != exitOK ||
 		!strings.Contains(stderr.String(), "-self-signed") || !strings.Contains(stderr.String(), "-vault-addr") {
 		t.Errorf("exit %d, help %q", code, stderr.String())
 	}
@@ -116,10 +118,10 @@ func TestRunWebhookUsage(t *testing.T) {
 func TestNativeSidecarsFromTheServerVersion(t *testing.T) {
 	for v, want := range map[string]bool{"v1.28.9": false, "v1.29.0": true, "v1.34.4": true, "v1.30.2-gke.1587003": true, "v2.0.0": true} {
 		t.Run(v, func(t *testing.T) {
-			api := newFakeAPIServer(t)
-			api.gitVersion = v
-			client, _ := api.client(t)
-			got, gv, err := nativeSidecars(context.Background(), versionGetter{context.Background(), client.core})
+			api := kubetest.NewAPIServer(t)
+			api.GitVersion = v
+			client, _ := api.Client(t)
+			got, gv, err := nativeSidecars(context.Background(), client.ServerVersion)
 			if err != nil || got != want || gv != v {
 				t.Errorf("native %v (%q, %v), want %v", got, gv, err, want)
 			}
@@ -144,10 +146,20 @@ func TestGCPercent(t *testing.T) {
 	if prev := debug.SetGCPercent(100); prev != 100 {
 		t.Fatalf("GOGC=150 in the environment (applied by the runtime): the webhook changed it to %d", prev)
 	}
-	if got := gcPercent(""); got != strconv.Itoa(DefaultGCPercent) {
+	if got := gcPercent(""); got != strconv.Itoa(defaultGCPercent) {
 		t.Fatalf("no GOGC: reported %q", got)
 	}
-	if prev := debug.SetGCPercent(100); prev != DefaultGCPercent {
-		t.Fatalf("no GOGC: GC percent %d, want %d", prev, DefaultGCPercent)
+	if prev := debug.SetGCPercent(100); prev != defaultGCPercent {
+		t.Fatalf("no GOGC: GC percent %d, want %d", prev, defaultGCPercent)
+	}
+}
+
+// errorMentions fails the test unless err's message holds every want.
+func errorMentions(t *testing.T, err error, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q lacks %q", err, w)
+		}
 	}
 }
