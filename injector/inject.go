@@ -78,6 +78,11 @@ func (i *Injector) InjectInPlace(pod *corev1.Pod) (*corev1.Pod, error) {
 	// Checked before parsing: an injected Pod stays as it is, even if a
 	// later injector would read its annotations differently.
 	if _, done := pod.Annotations[StatusAnnotation]; done {
+		if pod.Annotations[key("inject")] == "true" {
+			if err := checkInjected(pod); err != nil {
+				return nil, err
+			}
+		}
 		return pod, nil
 	}
 	ann, err := spec.Parse(pod.Annotations)
@@ -139,6 +144,7 @@ func (in *injection) check() {
 	}
 	in.checkMode()
 	in.checkNames()
+	in.checkMounts()
 	in.checkTargets()
 	in.checkVaultAddr()
 	in.checkUser()
@@ -185,7 +191,7 @@ func (in *injection) agentNames() []string {
 // checkNames denies Pods that already use a name or port the agent needs.
 func (in *injection) checkNames() {
 	for i, v := range in.pod.Spec.Volumes {
-		if slices.Contains([]string{SecretsVolume, StateVolume, TokenVolume, PodInfoVolume, VaultCAVolume}, v.Name) {
+		if slices.Contains(ownVolumes, v.Name) {
 			in.fail(fmt.Sprintf("spec.volumes[%d]", i), "the Pod already has a volume named %q, a name the injector needs: rename that volume (and the volumeMounts that use it)", v.Name)
 		}
 	}
@@ -415,6 +421,7 @@ func (in *injection) checkReload() {
 			in.fail(signalKey, "a signal reload needs a process namespace shared with the app, and the Pod sets spec.shareProcessNamespace: false: remove that field, or choose another reload")
 		}
 		in.checkSignalProcess()
+		in.checkSharedProcesses(signalKey)
 	}
 	if restartKey != "" {
 		in.restart = true

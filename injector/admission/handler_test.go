@@ -222,8 +222,10 @@ func TestHandlerUsesTheRequestNamespace(t *testing.T) {
 func TestHandlerSkipsWhatIsNotOptedInOrInjectedBefore(t *testing.T) {
 	plain := injecttest.Pod()
 	plain.Annotations = nil
-	injected := injecttest.Pod()
-	injected.Annotations[injector.StatusAnnotation] = "injected v0"
+	injected, err := injector.Inject(injecttest.Pod(), injecttest.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, pod := range map[string]*corev1.Pod{"a Pod without the opt-in": plain, "a Pod injected before": injected} {
 		t.Run(name, func(t *testing.T) {
 			m := NewMetrics(prometheus.NewRegistry())
@@ -236,5 +238,15 @@ func TestHandlerSkipsWhatIsNotOptedInOrInjectedBefore(t *testing.T) {
 				t.Error("not counted as skipped")
 			}
 		})
+	}
+}
+
+func TestHandlerDeniesAStatusSetByHand(t *testing.T) {
+	pod := injecttest.Pod()
+	pod.Annotations[injector.StatusAnnotation] = "injected v0"
+	h := NewHandler(injecttest.Config(), HandlerOptions{})
+	resp := injecttest.Answer(t, injecttest.Post(h, injecttest.ReviewBody(t, injecttest.PodRequest("uid", injecttest.PodJSON(t, pod), "shop")), "application/json"))
+	if resp.Allowed || resp.Result == nil || !strings.Contains(resp.Result.Message, "remove ramvault.io/status") {
+		t.Errorf("response %+v: an opted-in Pod with a status but no agent must be denied, naming the annotation", resp)
 	}
 }
