@@ -1,6 +1,6 @@
 // Package admission serves injector.Inject as a mutating admission webhook:
-// the HTTP handler of AdmissionReviews, its decoders, the Events that tell
-// of denials and the webhook's metrics.
+// the HTTP handler of AdmissionReviews, its decoders and the webhook's
+// metrics.
 package admission
 
 import (
@@ -42,15 +42,15 @@ var (
 type HandlerOptions struct {
 	Log          *slog.Logger
 	Metrics      *Metrics
-	Events       *EventRecorder
 	MaxBodyBytes int64
 }
 
 // Handler answers AdmissionReviews (admission.k8s.io/v1) at /mutate. The
 // CREATE of a Pod goes through Inject; the change is answered as a
 // JSONPatch (patch.Strict, or patch.Raw for a Pod with fields this injector
-// does not know), a denial with every problem Inject found (and an Event,
-// see EventRecorder). Every other request is allowed unchanged.
+// does not know), a denial with every problem Inject found. It writes
+// nothing to the API: anyone who reaches it can post a review. Every other
+// request is allowed unchanged.
 type Handler struct {
 	opts   HandlerOptions
 	inject func(*corev1.Pod) (*corev1.Pod, error) // Injector.InjectInPlace, or Inject; tests replace it
@@ -200,11 +200,7 @@ func (h *Handler) review(req *admissionv1.AdmissionRequest) (o outcome) {
 	}
 	out, err := h.inject(target)
 	if problems := (spec.ErrorList)(nil); errors.As(err, &problems) {
-		msg := err.Error()
-		if req.DryRun == nil || !*req.DryRun {
-			h.opts.Events.record(pod, fmt.Sprintf("ramvault did not inject %s: %s", podLabel(pod), msg))
-		}
-		o.resp, o.injection = denied(msg), injectionDenied
+		o.resp, o.injection = denied(err.Error()), injectionDenied
 		return o
 	}
 	if err != nil {
@@ -269,12 +265,4 @@ func respond(w http.ResponseWriter, status int, uid types.UID, resp *admissionv1
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
-}
-
-// podLabel names a Pod in an Event.
-func podLabel(pod *corev1.Pod) string {
-	if pod.Name == "" && pod.GenerateName != "" {
-		return fmt.Sprintf("a Pod %s* of %s", pod.GenerateName, pod.Namespace)
-	}
-	return fmt.Sprintf("Pod %s/%s", pod.Namespace, pod.Name)
 }

@@ -231,8 +231,7 @@ func serveWebhook(ctx context.Context, c WebhookConfig, log *slog.Logger) error 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := admission.NewMetrics(reg)
 	instance := identity()
-	events := admission.NewEventRecorder(client, log, instance)
-	handler := admission.NewHandler(c.Inject, admission.HandlerOptions{Log: log, Metrics: metrics, Events: events, MaxBodyBytes: c.MaxRequestBytes})
+	handler := admission.NewHandler(c.Inject, admission.HandlerOptions{Log: log, Metrics: metrics, MaxBodyBytes: c.MaxRequestBytes})
 
 	var certs servingcert.Source
 	if c.SelfSigned {
@@ -290,7 +289,6 @@ func serveWebhook(ctx context.Context, c WebhookConfig, log *slog.Logger) error 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveUntilShutdown(webhook.ServeTLS(wl, "", "")) })
 	g.Go(func() error { return serveUntilShutdown(opsServer.Serve(ml)) })
-	g.Go(func() error { events.Run(gctx); return nil })
 	g.Go(func() error { return certs.Start(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()

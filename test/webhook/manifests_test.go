@@ -54,7 +54,7 @@ var overlays = map[string][]string{
 	"manifests/overlays/self-signed":  baseKinds,
 	"manifests/overlays/kind":         baseKinds,
 	"manifests/overlays/dev":          baseKinds,
-	"manifests/overlays/cert-manager": {"Certificate", "Certificate", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "Issuer", "Issuer", "MutatingWebhookConfiguration", "Namespace", "PodDisruptionBudget", "Service", "ServiceAccount"},
+	"manifests/overlays/cert-manager": {"Certificate", "Certificate", "ConfigMap", "Deployment", "Issuer", "Issuer", "MutatingWebhookConfiguration", "Namespace", "PodDisruptionBudget", "Service", "ServiceAccount"},
 }
 
 var baseKinds = []string{"ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "MutatingWebhookConfiguration", "Namespace",
