@@ -131,7 +131,7 @@ func New(cfg Config) (*Agent, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	w, err := tmpfs.New(cfg.SecretsDir, -1, -1)
+	w, err := tmpfs.New(cfg.SecretsDir)
 	if err != nil {
 		return nil, err
 	}

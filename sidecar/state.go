@@ -40,7 +40,7 @@ type stateStore struct {
 }
 
 func newStateStore(dir string) (*stateStore, error) {
-	w, err := tmpfs.New(dir, -1, -1)
+	w, err := tmpfs.New(dir)
 	if err != nil {
 		return nil, err
 	}
