@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -78,30 +79,28 @@ func (c *Config) defaults() {
 	}
 }
 
+// validate reports every problem at once, each naming the flag to set.
 func (c *Config) validate() error {
-	var errs []string
+	var errs []error
 	if c.Mode != ModeInit && c.Mode != ModeSidecar {
-		errs = append(errs, fmt.Sprintf("--mode %q: want init or sidecar", c.Mode))
+		errs = append(errs, fmt.Errorf("--mode %q: want init or sidecar", c.Mode))
 	}
 	if c.VaultAddr == "" {
-		errs = append(errs, "--vault-addr is required (or ramvault.io/vault-addr)")
+		errs = append(errs, errors.New("--vault-addr is required (or ramvault.io/vault-addr)"))
 	}
 	if c.VaultTokenFile == "" && (c.TokenFile == "" || c.Role == "") {
-		errs = append(errs, "--token-file and --role are required to log in (or --vault-token-file when debugging)")
+		errs = append(errs, errors.New("--token-file and --role are required to log in (or --vault-token-file when debugging)"))
 	}
 	if c.SecretsDir == "" {
-		errs = append(errs, "--secrets-dir is required")
+		errs = append(errs, errors.New("--secrets-dir is required"))
 	}
 	if c.StateDir == "" {
-		errs = append(errs, "--state-dir is required")
+		errs = append(errs, errors.New("--state-dir is required"))
 	}
 	if c.Spec == nil || len(c.Spec.Secrets) == 0 {
-		errs = append(errs, "no secrets configured: give --annotations a file with ramvault.io/secret-<name> entries")
+		errs = append(errs, errors.New("no secrets configured: give --annotations a file with ramvault.io/secret-<name> entries"))
 	}
-	if len(errs) > 0 {
-		return errors.New(strings.Join(errs, "; "))
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Agent keeps a Pod's secret files fresh.
@@ -269,7 +268,7 @@ func (a *Agent) stillValid(s spec.Secret) bool {
 	if !ok || ss.Path != s.Path {
 		return false
 	}
-	if _, err := os.Stat(a.w.Dir() + "/" + s.Name); err != nil {
+	if _, err := os.Stat(filepath.Join(a.w.Dir(), s.Name)); err != nil {
 		return false
 	}
 	if !ss.Expires.IsZero() && a.cfg.Now().After(ss.Expires.Add(-ss.LeaseDuration/3)) {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -84,7 +85,7 @@ func (r *reloader) signal(sig syscall.Signal) error {
 		if err != nil || pid == self {
 			continue
 		}
-		comm, err := os.ReadFile(r.procDir + "/" + e.Name() + "/comm")
+		comm, err := os.ReadFile(filepath.Join(r.procDir, e.Name(), "comm"))
 		if err != nil || strings.TrimSpace(string(comm)) != r.signalProcess {
 			continue
 		}
