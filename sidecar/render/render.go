@@ -1,4 +1,6 @@
-package sidecar
+// Package render turns a secret's data into the content of its file: json,
+// yaml, dotenv, properties, one raw value, or a template.
+package render
 
 import (
 	"bytes"
@@ -8,19 +10,29 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
+	"time"
 
 	"github.com/ramvault/ramvault/pkg/spec"
 )
 
-// renderer turns a fetched secret into file content. Templates are parsed
-// once, at start.
-type renderer struct {
+// Renderer turns one secret's data into file content, in the secret's
+// format. Templates are parsed once, by New.
+type Renderer struct {
 	secret spec.Secret
 	tmpl   *template.Template
 }
 
-func newRenderer(s spec.Secret) (*renderer, error) {
-	r := &renderer{secret: s}
+// Input is what a secret renders from: the data Vault returned and its lease.
+type Input struct {
+	Data          map[string]any
+	LeaseID       string
+	LeaseDuration time.Duration
+	Renewable     bool
+}
+
+// New is the renderer of s; it fails on a template that does not parse.
+func New(s spec.Secret) (*Renderer, error) {
+	r := &Renderer{secret: s}
 	if s.Format == spec.FormatTemplate {
 		t, err := template.New(s.Name).Option("missingkey=error").Funcs(spec.TemplateFuncs()).Parse(s.Template)
 		if err != nil {
@@ -39,8 +51,8 @@ type templateData struct {
 	Renewable     bool
 }
 
-// render returns the file content. Errors never include secret values.
-func (r *renderer) render(f *fetched) ([]byte, error) {
+// Render returns the file content. Errors never include secret values.
+func (r *Renderer) Render(f Input) ([]byte, error) {
 	switch r.secret.Format {
 	case spec.FormatTemplate:
 		var b bytes.Buffer

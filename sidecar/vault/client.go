@@ -1,4 +1,9 @@
-package sidecar
+// Package vault is the agent's Vault client: the few calls the agent makes
+// (log in, read or write a secret, renew and revoke leases and its token),
+// each under the caller's context. Requests go through
+// github.com/hashicorp/vault/api; the answers are decoded here, keeping
+// numbers exactly as Vault sent them.
+package vault
 
 import (
 	"bytes"
@@ -18,17 +23,16 @@ import (
 	"sync"
 	"time"
 
-	vault "github.com/hashicorp/vault/api"
+	vaultapi "github.com/hashicorp/vault/api"
 )
 
-// vaultAPI is the agent's view of Vault: every call takes its own context
-// (the caller bounds it with a timeout). Requests go through
-// github.com/hashicorp/vault/api (its client: address, TLS, namespace and
-// token headers, redirects, the Vault error envelope); the agent decodes the
-// answers itself, keeping numbers exactly as Vault sent them.
-type vaultAPI struct {
-	c    *vault.Client // carries the Vault token
-	anon *vault.Client // no token: logins
+// Client is the agent's view of Vault: every call takes its own context
+// (the caller bounds it with a timeout). The Vault client library brings the
+// address, TLS, namespace and token headers, redirects and the Vault error
+// envelope; the answers are decoded here.
+type Client struct {
+	c    *vaultapi.Client // carries the Vault token
+	anon *vaultapi.Client // no token: logins
 
 	mu     sync.Mutex
 	mounts map[string]mountInfo     // KV detection cache by secret path
@@ -40,8 +44,8 @@ type mountInfo struct {
 	mount     string
 }
 
-// fetched is one secret as Vault returned it.
-type fetched struct {
+// Secret is one secret as Vault returned it.
+type Secret struct {
 	Data          map[string]any
 	LeaseID       string
 	LeaseDuration time.Duration
@@ -50,54 +54,66 @@ type fetched struct {
 	NotAfter      time.Time // certificate expiry for PKI responses
 }
 
-// secret is Vault's response envelope. Numbers inside data stay
+// envelope is Vault's response envelope. Numbers inside data stay
 // json.Number, so they render exactly as Vault sent them.
-type secret struct {
+type envelope struct {
 	LeaseID       string         `json:"lease_id"`
 	LeaseDuration int64          `json:"lease_duration"`
 	Renewable     bool           `json:"renewable"`
 	Data          map[string]any `json:"data"`
 	Warnings      []string       `json:"warnings"`
-	Auth          *secretAuth    `json:"auth"`
+	Auth          *Auth          `json:"auth"`
 }
 
-type secretAuth struct {
+// Auth is the token a login returned.
+type Auth struct {
 	ClientToken   string   `json:"client_token"`
 	Policies      []string `json:"policies"`
 	LeaseDuration int64    `json:"lease_duration"`
 	Renewable     bool     `json:"renewable"`
 }
 
-// responseError is a Vault answer outside 2xx/3xx. Its message carries the
+// ResponseError is a Vault answer outside 2xx/3xx. Its message carries the
 // method, path and Vault's own error strings; never a body we sent.
-type responseError struct {
+type ResponseError struct {
 	Method     string
 	Path       string
 	StatusCode int
 	Errors     []string
 }
 
-func (e *responseError) Error() string {
+func (e *ResponseError) Error() string {
 	return fmt.Sprintf("vault %s %s: %d %s: %s", e.Method, e.Path, e.StatusCode, http.StatusText(e.StatusCode), strings.Join(e.Errors, "; "))
 }
 
-func newVaultAPI(cfg Config) (*vaultAPI, error) {
-	u, err := url.Parse(cfg.VaultAddr)
+// Options configure a Client. Only these configure it: not VAULT_TOKEN,
+// VAULT_NAMESPACE, VAULT_CACERT or the rest of the Vault CLI's environment.
+type Options struct {
+	Addr          string // http(s)://host[:port]
+	CACert        string // PEM file of the CA that signs Vault's certificate; "" for the system roots
+	TLSServerName string
+	Namespace     string
+	Timeout       time.Duration // of each request, as a last resort (callers bound each call)
+}
+
+// New is a Client for Vault at o.Addr, with no token yet.
+func New(o Options) (*Client, error) {
+	u, err := url.Parse(o.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("--vault-addr %q: %w", cfg.VaultAddr, err)
+		return nil, fmt.Errorf("--vault-addr %q: %w", o.Addr, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("--vault-addr %q: want http(s)://host[:port]", cfg.VaultAddr)
+		return nil, fmt.Errorf("--vault-addr %q: want http(s)://host[:port]", o.Addr)
 	}
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.TLSServerName}
-	if cfg.CACert != "" {
-		pem, err := os.ReadFile(cfg.CACert)
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.TLSServerName}
+	if o.CACert != "" {
+		pem, err := os.ReadFile(o.CACert)
 		if err != nil {
 			return nil, fmt.Errorf("vault TLS settings: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("vault TLS settings: no PEM certificate in %s", cfg.CACert)
+			return nil, fmt.Errorf("vault TLS settings: no PEM certificate in %s", o.CACert)
 		}
 		tlsCfg.RootCAs = pool
 	}
@@ -116,11 +132,11 @@ func newVaultAPI(cfg Config) (*vaultAPI, error) {
 		MaxIdleConnsPerHost: 32,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	client := func() (*vault.Client, error) {
-		c, err := vault.NewClient(&vault.Config{
-			Address:    cfg.VaultAddr,
+	client := func() (*vaultapi.Client, error) {
+		c, err := vaultapi.NewClient(&vaultapi.Config{
+			Address:    o.Addr,
 			HttpClient: &http.Client{Transport: tr, CheckRedirect: oneRedirect},
-			Timeout:    cfg.CallTimeout,
+			Timeout:    o.Timeout,
 			MaxRetries: 0, // the agent retries with its own backoff
 		})
 		if err != nil {
@@ -130,12 +146,12 @@ func newVaultAPI(cfg Config) (*vaultAPI, error) {
 		// or VAULT_NAMESPACE from its environment.
 		c.ClearToken()
 		c.ClearNamespace()
-		if cfg.VaultNamespace != "" {
-			c.SetNamespace(cfg.VaultNamespace)
+		if o.Namespace != "" {
+			c.SetNamespace(o.Namespace)
 		}
 		return c, nil
 	}
-	v := &vaultAPI{mounts: map[string]mountInfo{}, asking: map[string]chan struct{}{}}
+	v := &Client{mounts: map[string]mountInfo{}, asking: map[string]chan struct{}{}}
 	if v.c, err = client(); err != nil {
 		return nil, err
 	}
@@ -158,27 +174,28 @@ func oneRedirect(req *http.Request, via []*http.Request) error {
 }
 
 // withToken is a client for another token sharing the same connections.
-func (v *vaultAPI) withToken(t string) *vaultAPI {
+func (v *Client) withToken(t string) *Client {
 	c, err := v.c.Clone() // same configuration and connections, no token
 	if err != nil {
 		c = v.c
 	}
 	c.SetToken(t)
-	return &vaultAPI{c: c, anon: v.anon, mounts: map[string]mountInfo{}, asking: map[string]chan struct{}{}}
+	return &Client{c: c, anon: v.anon, mounts: map[string]mountInfo{}, asking: map[string]chan struct{}{}}
 }
 
-func (v *vaultAPI) setToken(t string) { v.c.SetToken(t) }
+// SetToken makes t the token of every later call.
+func (v *Client) SetToken(t string) { v.c.SetToken(t) }
 
 // call sends one request to /v1/<path> and decodes the answer. For a read,
 // a 404 with data or warnings in the body (a deleted KV v2 version) is an
 // answer and a bare 404 is (nil, nil), as the Vault client's Read has it; an
 // empty body is (nil, nil).
-func (v *vaultAPI) call(ctx context.Context, method, path string, body any, auth bool) (*secret, error) {
+func (v *Client) call(ctx context.Context, method, path string, body any, auth bool) (*envelope, error) {
 	c := v.c
 	if !auth {
 		c = v.anon
 	}
-	var resp *vault.Response
+	var resp *vaultapi.Response
 	var err error
 	switch method {
 	case http.MethodGet:
@@ -194,7 +211,7 @@ func (v *vaultAPI) call(ctx context.Context, method, path string, body any, auth
 	default:
 		return nil, fmt.Errorf("vault %s /v1/%s: method not used by the agent", method, path)
 	}
-	var vre *vault.ResponseError
+	var vre *vaultapi.ResponseError
 	if err != nil && !errors.As(err, &vre) || resp == nil {
 		if resp != nil {
 			resp.Body.Close()
@@ -214,7 +231,7 @@ func (v *vaultAPI) call(ctx context.Context, method, path string, body any, auth
 		return s, nil
 	}
 	if resp.StatusCode < 200 || resp.StatusCode >= 400 {
-		re := &responseError{Method: method, Path: "/v1/" + path, StatusCode: resp.StatusCode}
+		re := &ResponseError{Method: method, Path: "/v1/" + path, StatusCode: resp.StatusCode}
 		var e struct {
 			Errors []string `json:"errors"`
 		}
@@ -233,11 +250,11 @@ func (v *vaultAPI) call(ctx context.Context, method, path string, body any, auth
 
 // parseSecret decodes Vault's envelope, keeping numbers as json.Number; a
 // body that is not an envelope becomes the data (as the Vault client does).
-func parseSecret(raw []byte) (*secret, error) {
+func parseSecret(raw []byte) (*envelope, error) {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return nil, nil
 	}
-	var s secret
+	var s envelope
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	if err := dec.Decode(&s); err != nil {
@@ -263,9 +280,9 @@ func parseSecret(raw []byte) (*secret, error) {
 	return &s, nil
 }
 
-// login performs Kubernetes auth with the projected token, read afresh from
+// Login performs Kubernetes auth with the projected token, read afresh from
 // its file each time (the kubelet rotates it in place).
-func (v *vaultAPI) login(ctx context.Context, authPath, role, tokenFile string) (*secretAuth, error) {
+func (v *Client) Login(ctx context.Context, authPath, role, tokenFile string) (*Auth, error) {
 	jwt, err := os.ReadFile(tokenFile)
 	if err != nil {
 		return nil, fmt.Errorf("read service-account token: %w", err)
@@ -288,7 +305,7 @@ func (v *vaultAPI) login(ctx context.Context, authPath, role, tokenFile string) 
 // asks for every secret at once), it waits for that answer instead of asking
 // too: the secrets of a Pod mostly share a mount or two, and on a busy Vault
 // every request of the first write slows the others.
-func (v *vaultAPI) kv(ctx context.Context, path string) (mountInfo, error) {
+func (v *Client) kv(ctx context.Context, path string) (mountInfo, error) {
 	seg, _, _ := strings.Cut(path, "/")
 	waited := false
 	v.mu.Lock()
@@ -328,7 +345,7 @@ func (v *vaultAPI) kv(ctx context.Context, path string) (mountInfo, error) {
 	var mi mountInfo
 	s, err := v.call(ctx, http.MethodGet, "sys/internal/ui/mounts/"+path, nil, true)
 	if err != nil {
-		var re *responseError
+		var re *ResponseError
 		if errors.As(err, &re) && re.StatusCode == http.StatusForbidden {
 			// No visibility of the mount: treat it as a plain read.
 			return mountInfo{}, nil
@@ -353,7 +370,7 @@ func (v *vaultAPI) kv(ctx context.Context, path string) (mountInfo, error) {
 
 // cachedMount answers from the cache: this path, or another on the same
 // mount. v.mu is held.
-func (v *vaultAPI) cachedMount(path string) (mountInfo, bool) {
+func (v *Client) cachedMount(path string) (mountInfo, bool) {
 	if mi, ok := v.mounts[path]; ok {
 		return mi, true
 	}
@@ -365,9 +382,9 @@ func (v *vaultAPI) cachedMount(path string) (mountInfo, bool) {
 	return mountInfo{}, false
 }
 
-// get fetches a secret: KV v1/v2 reads (v2 path rewritten to data/), leased
+// Get fetches a secret: KV v1/v2 reads (v2 path rewritten to data/), leased
 // reads, or a write with parameters.
-func (v *vaultAPI) get(ctx context.Context, method, path string, params map[string]string) (*fetched, error) {
+func (v *Client) Get(ctx context.Context, method, path string, params map[string]string) (*Secret, error) {
 	if method == "write" {
 		body := make(map[string]any, len(params))
 		for k, val := range params {
@@ -384,7 +401,7 @@ func (v *vaultAPI) get(ctx context.Context, method, path string, params map[stri
 	// that read is the answer, and the first write does not wait for two
 	// round trips in a row.
 	type readResult struct {
-		s   *secret
+		s   *envelope
 		err error
 	}
 	direct := make(chan readResult, 1)
@@ -414,15 +431,15 @@ func (v *vaultAPI) get(ctx context.Context, method, path string, params map[stri
 	return fromSecret(r.s, mi.kvVersion == 2, readPath)
 }
 
-func fromSecret(s *secret, kv2 bool, path string) (*fetched, error) {
+func fromSecret(s *envelope, kv2 bool, path string) (*Secret, error) {
 	if s == nil {
-		return nil, fmt.Errorf("%s: %w", path, errNotFound)
+		return nil, fmt.Errorf("%s: %w", path, ErrNotFound)
 	}
-	f := &fetched{Data: s.Data, LeaseID: s.LeaseID, LeaseDuration: time.Duration(s.LeaseDuration) * time.Second, Renewable: s.Renewable}
+	f := &Secret{Data: s.Data, LeaseID: s.LeaseID, LeaseDuration: time.Duration(s.LeaseDuration) * time.Second, Renewable: s.Renewable}
 	if kv2 {
 		inner, ok := s.Data["data"].(map[string]any)
 		if !ok {
-			return nil, fmt.Errorf("%s: %w (deleted or destroyed version)", path, errNotFound)
+			return nil, fmt.Errorf("%s: %w (deleted or destroyed version)", path, ErrNotFound)
 		}
 		f.Data = inner
 		if md, ok := s.Data["metadata"].(map[string]any); ok {
@@ -440,12 +457,16 @@ func fromSecret(s *secret, kv2 bool, path string) (*fetched, error) {
 	return f, nil
 }
 
-var errNotFound = errors.New("no secret at this path")
+// ErrNotFound is a read of a path that holds no secret (or a deleted KV v2
+// version).
+var ErrNotFound = errors.New("no secret at this path")
 
 // errNoAnswer is an empty answer where Vault always sends one.
 var errNoAnswer = errors.New("vault sent an empty response")
 
-func (v *vaultAPI) renewLease(ctx context.Context, leaseID string, increment time.Duration) (time.Duration, error) {
+// RenewLease asks for the lease to be extended by increment and returns the
+// TTL Vault granted.
+func (v *Client) RenewLease(ctx context.Context, leaseID string, increment time.Duration) (time.Duration, error) {
 	s, err := v.call(ctx, http.MethodPut, "sys/leases/renew", map[string]any{"lease_id": leaseID, "increment": int(increment.Seconds())}, true)
 	if err != nil {
 		return 0, err
@@ -456,7 +477,9 @@ func (v *vaultAPI) renewLease(ctx context.Context, leaseID string, increment tim
 	return time.Duration(s.LeaseDuration) * time.Second, nil
 }
 
-func (v *vaultAPI) renewSelf(ctx context.Context) (ttl time.Duration, renewable bool, err error) {
+// RenewSelf renews the client's token; it returns the TTL granted and
+// whether the token can be renewed again.
+func (v *Client) RenewSelf(ctx context.Context) (ttl time.Duration, renewable bool, err error) {
 	s, err := v.call(ctx, http.MethodPut, "auth/token/renew-self", map[string]any{"increment": 0}, true)
 	if err != nil {
 		return 0, false, err
@@ -467,8 +490,8 @@ func (v *vaultAPI) renewSelf(ctx context.Context) (ttl time.Duration, renewable 
 	return time.Duration(s.Auth.LeaseDuration) * time.Second, s.Auth.Renewable, nil
 }
 
-// lookupSelf returns the remaining TTL of the current token.
-func (v *vaultAPI) lookupSelf(ctx context.Context) (time.Duration, error) {
+// LookupSelf returns the remaining TTL of the current token.
+func (v *Client) LookupSelf(ctx context.Context) (time.Duration, error) {
 	s, err := v.call(ctx, http.MethodGet, "auth/token/lookup-self", nil, true)
 	if err != nil {
 		return 0, err
@@ -483,28 +506,37 @@ func (v *vaultAPI) lookupSelf(ctx context.Context) (time.Duration, error) {
 	return time.Duration(ttl) * time.Second, nil
 }
 
-func (v *vaultAPI) revokeLease(ctx context.Context, leaseID string) error {
+// RevokeLease revokes one lease at once.
+func (v *Client) RevokeLease(ctx context.Context, leaseID string) error {
 	_, err := v.call(ctx, http.MethodPut, "sys/leases/revoke", map[string]any{"lease_id": leaseID}, true)
 	return err
 }
 
-func (v *vaultAPI) revokeSelf(ctx context.Context) error {
+// RevokeSelf revokes the client's token (and, in Vault, every lease made
+// with it).
+func (v *Client) RevokeSelf(ctx context.Context) error {
 	_, err := v.call(ctx, http.MethodPut, "auth/token/revoke-self", nil, true)
 	return err
 }
 
-// permanent reports errors retrying cannot fix soon (bad request, denied,
+// RevokeToken revokes another token (the one a new login replaced) through
+// its own revoke-self, on the same connections.
+func (v *Client) RevokeToken(ctx context.Context, token string) error {
+	return v.withToken(token).RevokeSelf(ctx)
+}
+
+// Permanent reports errors retrying cannot fix soon (bad request, denied,
 // missing): they still back off, but to the cap quickly.
-func permanent(err error) bool {
-	var re *responseError
+func Permanent(err error) bool {
+	var re *ResponseError
 	if errors.As(err, &re) {
 		return re.StatusCode == http.StatusBadRequest || re.StatusCode == http.StatusForbidden || re.StatusCode == http.StatusNotFound
 	}
-	return errors.Is(err, errNotFound)
+	return errors.Is(err, ErrNotFound)
 }
 
-// denied reports a 403 from Vault.
-func denied(err error) bool {
-	var re *responseError
+// Denied reports a 403 from Vault.
+func Denied(err error) bool {
+	var re *ResponseError
 	return errors.As(err, &re) && re.StatusCode == http.StatusForbidden
 }

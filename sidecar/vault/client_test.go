@@ -1,4 +1,4 @@
-package sidecar
+package vault
 
 import (
 	"context"
@@ -55,9 +55,9 @@ func reply(status int, body string) func(http.ResponseWriter, *http.Request, map
 	}
 }
 
-func testClient(t *testing.T, addr string) *vaultAPI {
+func testClient(t *testing.T, addr string) *Client {
 	t.Helper()
-	v, err := newVaultAPI(Config{VaultAddr: addr, VaultNamespace: "team-a", CallTimeout: 5 * time.Second})
+	v, err := New(Options{Addr: addr, Namespace: "team-a", Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,8 +74,8 @@ func TestVaultClientReadsKVv2AsTheVaultCLIDoes(t *testing.T) {
 		_, _ = io.WriteString(w, `{"data":{"data":{"port":5432,"big":12345678901234567890,"pw":"x"},"metadata":{"version":7}}}`)
 	}
 	v := testClient(t, srv.URL)
-	v.setToken("tok")
-	got, err := v.get(context.Background(), "", "secret/app", nil)
+	v.SetToken("tok")
+	got, err := v.Get(context.Background(), "", "secret/app", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,11 +116,11 @@ func TestVaultClientAnswers(t *testing.T) {
 	f.handlers["PUT /v1/auth/token/revoke-self"] = reply(204, ``)
 	f.handlers["PUT /v1/sys/leases/revoke"] = reply(204, ``)
 	v := testClient(t, srv.URL)
-	v.setToken("tok")
+	v.SetToken("tok")
 	ctx := context.Background()
 
 	t.Run("a leased secret carries its lease", func(t *testing.T) {
-		got, err := v.get(ctx, "", "database/creds/app", nil)
+		got, err := v.Get(ctx, "", "database/creds/app", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -129,25 +129,25 @@ func TestVaultClientAnswers(t *testing.T) {
 		}
 	})
 	t.Run("a missing path is not found, and permanent", func(t *testing.T) {
-		_, err := v.get(ctx, "", "secret/gone", nil)
-		if !errors.Is(err, errNotFound) || !permanent(err) {
+		_, err := v.Get(ctx, "", "secret/gone", nil)
+		if !errors.Is(err, ErrNotFound) || !Permanent(err) {
 			t.Errorf("err %v", err)
 		}
 	})
 	t.Run("a deleted KV v2 version is not found", func(t *testing.T) {
-		_, err := v.get(ctx, "", "secret/data/deleted", nil)
-		if !errors.Is(err, errNotFound) || !strings.Contains(err.Error(), "deleted") {
+		_, err := v.Get(ctx, "", "secret/data/deleted", nil)
+		if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "deleted") {
 			t.Errorf("err %v", err)
 		}
 	})
 	t.Run("a denial says so and names the path", func(t *testing.T) {
-		_, err := v.get(ctx, "", "locked/denied", nil)
-		if !denied(err) || !permanent(err) || !strings.Contains(err.Error(), "permission denied") || !strings.Contains(err.Error(), "GET /v1/locked/denied: 403") {
+		_, err := v.Get(ctx, "", "locked/denied", nil)
+		if !Denied(err) || !Permanent(err) || !strings.Contains(err.Error(), "permission denied") || !strings.Contains(err.Error(), "GET /v1/locked/denied: 403") {
 			t.Errorf("err %v", err)
 		}
 	})
 	t.Run("a write sends its parameters and reads the certificate's serial and end", func(t *testing.T) {
-		got, err := v.get(ctx, "write", "pki/issue/web", map[string]string{"common_name": "a.example"})
+		got, err := v.Get(ctx, "write", "pki/issue/web", map[string]string{"common_name": "a.example"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -156,25 +156,25 @@ func TestVaultClientAnswers(t *testing.T) {
 		}
 	})
 	t.Run("token and lease calls", func(t *testing.T) {
-		if ttl, err := v.lookupSelf(ctx); err != nil || ttl != 3599*time.Second {
+		if ttl, err := v.LookupSelf(ctx); err != nil || ttl != 3599*time.Second {
 			t.Errorf("lookup-self %v %v", ttl, err)
 		}
-		if ttl, err := v.renewLease(ctx, "L", 10*time.Minute); err != nil || ttl != 5*time.Minute {
+		if ttl, err := v.RenewLease(ctx, "L", 10*time.Minute); err != nil || ttl != 5*time.Minute {
 			t.Errorf("renew %v %v", ttl, err)
 		}
-		if ttl, ok, err := v.renewSelf(ctx); err != nil || ttl != 30*time.Minute || !ok {
+		if ttl, ok, err := v.RenewSelf(ctx); err != nil || ttl != 30*time.Minute || !ok {
 			t.Errorf("renew-self %v %v %v", ttl, ok, err)
 		}
-		if err := v.revokeLease(ctx, "L"); err != nil {
+		if err := v.RevokeLease(ctx, "L"); err != nil {
 			t.Error(err)
 		}
-		if err := v.revokeSelf(ctx); err != nil {
+		if err := v.RevokeSelf(ctx); err != nil {
 			t.Error(err)
 		}
 	})
 	t.Run("a write to a missing path is an error", func(t *testing.T) {
-		_, err := v.get(ctx, "write", "nothing/here", nil)
-		var re *responseError
+		_, err := v.Get(ctx, "write", "nothing/here", nil)
+		var re *ResponseError
 		if !errors.As(err, &re) || re.StatusCode != 404 {
 			t.Errorf("err %v", err)
 		}
@@ -197,15 +197,15 @@ func TestLoginSendsTheTokenFileAndNoVaultToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := testClient(t, srv.URL)
-	v.setToken("s.old")
-	auth, err := v.login(context.Background(), "k8s", "app", tokenFile)
+	v.SetToken("s.old")
+	auth, err := v.Login(context.Background(), "k8s", "app", tokenFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if auth.ClientToken != "s.new" || auth.LeaseDuration != 3600 || !auth.Renewable {
 		t.Errorf("auth %+v", auth)
 	}
-	if _, err := v.login(context.Background(), "kubernetes", "app", tokenFile); err == nil || !strings.Contains(err.Error(), "404") {
+	if _, err := v.Login(context.Background(), "kubernetes", "app", tokenFile); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Errorf("login to a missing auth mount: %v", err)
 	}
 }
@@ -223,12 +223,12 @@ func TestRedirectsNeverDowngradeHTTPS(t *testing.T) {
 	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	v, err := newVaultAPI(Config{VaultAddr: tlsSrv.URL, CACert: ca, CallTimeout: 5 * time.Second})
+	v, err := New(Options{Addr: tlsSrv.URL, CACert: ca, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	v.setToken("tok")
-	if _, err := v.lookupSelf(context.Background()); err == nil || !strings.Contains(err.Error(), "downgrade") {
+	v.SetToken("tok")
+	if _, err := v.LookupSelf(context.Background()); err == nil || !strings.Contains(err.Error(), "downgrade") {
 		t.Errorf("err %v", err)
 	}
 }
@@ -256,17 +256,17 @@ func TestConcurrentFetchesShareAMountLookup(t *testing.T) {
 	f.handlers["GET /v1/secret/b"] = reply(404, `{"errors":[]}`)
 	f.handlers["GET /v1/secret/c"] = reply(404, `{"errors":[]}`)
 	v := testClient(t, srv.URL)
-	v.setToken("tok")
+	v.SetToken("tok")
 
 	type res struct {
 		path string
-		f    *fetched
+		f    *Secret
 		err  error
 	}
 	out := make(chan res, 4)
 	for _, p := range []string{"secret/a", "secret/b", "secret/c", "secret-v1/x"} {
 		go func() {
-			got, err := v.get(context.Background(), "", p, nil)
+			got, err := v.Get(context.Background(), "", p, nil)
 			out <- res{p, got, err}
 		}()
 	}
@@ -303,11 +303,11 @@ func TestNestedMountsGetTheirOwnAnswer(t *testing.T) {
 	f.handlers["GET /v1/sys/internal/ui/mounts/team/b/y"] = reply(200, `{"data":{"type":"kv","path":"team/b/","options":{"version":"1"}}}`)
 	f.handlers["GET /v1/team/b/y"] = reply(200, `{"data":{"k":"v1"}}`)
 	v := testClient(t, srv.URL)
-	v.setToken("tok")
+	v.SetToken("tok")
 	errs := make(chan error, 2)
 	for p, want := range map[string]string{"team/a/x": "v2", "team/b/y": "v1"} {
 		go func() {
-			got, err := v.get(context.Background(), "", p, nil)
+			got, err := v.Get(context.Background(), "", p, nil)
 			if err == nil && got.Data["k"] != want {
 				err = errors.New(p + ": wrong data")
 			}

@@ -1,0 +1,117 @@
+package sidecar
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/ramvault/ramvault/sidecar/clock"
+	"github.com/ramvault/ramvault/sidecar/vault"
+)
+
+// Backoff is how long to wait after a failed attempt: Initial after the
+// first failure, then each wait Factor times the one before, never more than
+// Max; up to the fraction Jitter of each wait is taken off at random so Pods
+// started together spread out.
+type Backoff struct {
+	Initial time.Duration
+	Max     time.Duration
+	Factor  float64
+	Jitter  float64
+}
+
+// next is the wait after prev (0: none yet), before jitter.
+func (b Backoff) next(prev time.Duration) time.Duration {
+	if prev <= 0 {
+		return min(b.Initial, b.Max)
+	}
+	return min(time.Duration(float64(prev)*b.Factor), b.Max)
+}
+
+// retryPolicy is the backoff for each class of error.
+type retryPolicy struct {
+	// Transient: no answer, a timeout, a 5xx, a 429.
+	Transient Backoff
+	// Permanent: a 400, 403 or 404, which retrying cannot fix soon (a
+	// policy or a path to change): still retried, but to the cap quickly.
+	Permanent Backoff
+}
+
+// defaultRetry: 250ms, 500ms, 1s, … 30s for transient errors; 1s, 8s, 30s
+// for permanent ones. A mix continues from the last wait with the factor of
+// the error at hand.
+func defaultRetry() retryPolicy {
+	return retryPolicy{
+		Transient: Backoff{Initial: 250 * time.Millisecond, Max: 30 * time.Second, Factor: 2, Jitter: 0.1},
+		Permanent: Backoff{Initial: time.Second, Max: 30 * time.Second, Factor: 8, Jitter: 0.1},
+	}
+}
+
+func (p retryPolicy) backoff(err error) Backoff {
+	if vault.Permanent(err) {
+		return p.Permanent
+	}
+	return p.Transient
+}
+
+// retrier runs an attempt until it succeeds or its context ends. It only
+// retries: what an error calls for (a new login) the caller's attempt does.
+type retrier struct {
+	policy   retryPolicy
+	clock    clock.Clock
+	log      *slog.Logger
+	rotated  *rotation  // the service-account token file changed
+	degraded func(bool) // told after every attempt whether it failed
+}
+
+type retryOpts struct {
+	deadline time.Time // give up rather than wait past it (zero: never)
+	login    bool      // the attempt logs in: a new service-account token ends the wait
+}
+
+func (r *retrier) do(ctx context.Context, what string, o retryOpts, f func(context.Context) error) error {
+	var wait time.Duration
+	for attempt := 1; ; attempt++ {
+		// Taken before the attempt: a token rotation during it counts.
+		rotated := r.rotated.wait()
+		err := f(ctx)
+		if err == nil {
+			if attempt > 1 {
+				r.log.Info("recovered", "what", what, "attempts", attempt)
+			}
+			r.degraded(false)
+			return nil
+		}
+		r.degraded(true)
+		if ctx.Err() != nil {
+			return err
+		}
+		b := r.policy.backoff(err)
+		wait = b.next(wait)
+		if !o.deadline.IsZero() && r.clock.Now().Add(wait).After(o.deadline) {
+			return err
+		}
+		// A new service-account token can help a login, and a call Vault
+		// denied: its attempt logs in again when the agent's token is invalid.
+		if !o.login && !vault.Denied(err) {
+			rotated = nil
+		}
+		r.log.Warn("vault call failed; retrying", "what", what, "attempt", attempt, "retry_in", wait.String(), "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-r.clock.After(jitter(wait, b.Jitter)):
+		case <-rotated:
+			r.log.Info("service-account token file changed; retrying now", "what", what)
+		}
+	}
+}
+
+// jitter returns d minus up to the fraction frac of it.
+func jitter(d time.Duration, frac float64) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d - time.Duration(rand.Int64N(int64(float64(d)*frac)+1))
+}
