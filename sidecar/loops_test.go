@@ -1,0 +1,394 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ramvault/ramvault/sidecar/clock"
+)
+
+// The tests of the agent's loops run a whole agent in sidecar mode on a fake
+// clock, a fake Vault and files in memory: no real sleep, no network. Each
+// step moves the clock to the next wait of a loop and then waits until every
+// loop waits again.
+
+const dbSecret = "ramvault.io/secret-db"
+
+// start runs the agent until the test ends; it returns once the first
+// write is done and every loop (the token's and one per secret) waits.
+func (ta *testAgent) start(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ta.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("the agent did not stop")
+		}
+	})
+	ta.settle(t)
+	if !ta.ready.Load() {
+		t.Fatal("not ready after the first write")
+	}
+}
+
+// loops is how many waits the agent has when idle.
+func (ta *testAgent) loops() int { return 1 + len(ta.cfg.Spec.Secrets) }
+
+// settle waits until every loop of the agent waits on the clock.
+func (ta *testAgent) settle(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if !ta.clock.BlockUntil(ctx, ta.loops()) {
+		t.Fatalf("the agent's loops did not come to wait (pending waits %v; Vault calls %v)", ta.clock.Pending(), ta.vault.calls)
+	}
+}
+
+// step moves the clock to the next wait and lets the agent act on it; it
+// returns how far the clock moved.
+func (ta *testAgent) step(t *testing.T) time.Duration {
+	t.Helper()
+	d := ta.clock.AdvanceToNext()
+	ta.settle(t)
+	return d
+}
+
+func TestALeaseIsRenewedAtAboutTwoThirdsOfItsTTL(t *testing.T) {
+	ta := newTestAgent(t, modeSidecar, map[string]string{dbSecret: "database/creds/app"})
+	ta.vault.leaseTTL = time.Minute
+	ta.start(t)
+	first := ta.files.content("db")
+	start := ta.clock.Now()
+
+	for i := range 3 {
+		d := ta.step(t)
+		if d < 36*time.Second || d > 40*time.Second {
+			t.Errorf("renewal %d after %s; want 2/3 of the 60s TTL minus up to 10%% (36–40s)", i+1, d)
+		}
+		if n := ta.vault.count("renew-lease "); n != i+1 {
+			t.Fatalf("%d renewals after %s, want %d", n, ta.clock.Now().Sub(start), i+1)
+		}
+	}
+	if n := ta.vault.count("get "); n != 1 {
+		t.Errorf("%d fetches; a renewable lease must be renewed, not fetched anew", n)
+	}
+	if ta.files.content("db") != first || ta.files.writesOf("db") != 1 {
+		t.Error("the file was rewritten although the lease was only renewed")
+	}
+	if n := ta.vault.count("login"); n != 1 {
+		t.Errorf("%d logins, want 1", n)
+	}
+}
+
+func TestALeaseIsReissuedBeforeItsMaxTTL(t *testing.T) {
+	ta := newTestAgent(t, modeSidecar, map[string]string{dbSecret: "database/creds/app"})
+	ta.vault.leaseTTL, ta.vault.leaseMax = time.Minute, 100*time.Second
+	ta.start(t)
+	issued := ta.clock.Now()
+	first := ta.files.content("db")
+
+	// ~40s: renewed to 60s more (the max is 100s away from the issue);
+	// ~80s: renewed, but only to the max (20s, less than asked); then a
+	// new secret must be fetched before the max TTL ends the old one.
+	for ta.vault.count("get ") < 2 {
+		ta.step(t)
+		if ta.clock.Now().Sub(issued) > 10*time.Minute {
+			t.Fatal("never fetched a new secret")
+		}
+	}
+	at := ta.clock.Now().Sub(issued)
+	if at >= 100*time.Second {
+		t.Errorf("new secret fetched %s after the first, at or past its 100s max TTL", at)
+	}
+	if at < 80*time.Second {
+		t.Errorf("new secret fetched after %s; want the lease renewed while it could be (to ~80s)", at)
+	}
+	if n := ta.vault.count("renew-lease "); n != 2 {
+		t.Errorf("%d renewals before the re-issue, want 2", n)
+	}
+	if got := ta.files.content("db"); got == first || !strings.Contains(got, "u2") {
+		t.Errorf("the file holds %q after the re-issue; want the new credentials", got)
+	}
+	// The new lease is renewed in turn, at about 2/3 of its TTL.
+	before := ta.vault.count("renew-lease ")
+	if d := ta.step(t); d < 36*time.Second || d > 40*time.Second || ta.vault.count("renew-lease ") != before+1 {
+		t.Errorf("the new lease: next renewal after %s (renewals %d→%d)", d, before, ta.vault.count("renew-lease "))
+	}
+}
+
+func TestATokenThatCanNoLongerBeRenewedLeadsToANewLoginAndReissue(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(*fakeVault)
+	}{
+		{"renewal granted less than asked (max TTL near)", func(f *fakeVault) { f.renewTTL = 10 * time.Minute }},
+		{"renewal refused", func(f *fakeVault) {
+			f.fail = func(call string) error {
+				if call == "renew-self" {
+					return denial()
+				}
+				return nil
+			}
+		}},
+		{"renewal failing (Vault unreachable)", func(f *fakeVault) {
+			f.fail = func(call string) error {
+				if call == "renew-self" {
+					return errBoom
+				}
+				return nil
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ta := newTestAgent(t, modeSidecar, map[string]string{dbSecret: "database/creds/app"})
+			ta.vault.tokenTTL = time.Hour
+			ta.vault.leaseTTL, ta.vault.leaseMax = 24*time.Hour, 48*time.Hour // the lease's loop stays asleep
+			tc.setup(ta.vault)
+			ta.start(t)
+			first := ta.files.content("db")
+
+			d := ta.step(t)
+			if d < 36*time.Minute || d > 40*time.Minute {
+				t.Errorf("token renewal after %s; want 2/3 of its 1h TTL minus up to 10%%", d)
+			}
+			if n := ta.vault.count("renew-self"); n != 1 {
+				t.Fatalf("%d token renewals, want 1", n)
+			}
+			if n := ta.vault.count("login"); n != 2 {
+				t.Fatalf("%d logins, want a second one", n)
+			}
+			if n := ta.vault.count("get "); n != 2 {
+				t.Errorf("%d fetches; the leased secret must be re-issued under the new token", n)
+			}
+			if ta.files.content("db") == first {
+				t.Error("the file still holds the credentials of the old token")
+			}
+			if got := ta.token.current(); got != "s.token-2" || ta.store.Token().Token != "s.token-2" {
+				t.Errorf("token in use %q, saved %q; want the new one", got, ta.store.Token().Token)
+			}
+			// The old token is revoked (in the background).
+			deadline := time.Now().Add(5 * time.Second)
+			for ta.vault.count("revoke-token s.token-1") == 0 && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			if ta.vault.count("revoke-token s.token-1") != 1 {
+				t.Error("the old token was not revoked")
+			}
+		})
+	}
+}
+
+// A call denied because the agent's token was revoked from outside logs in
+// again at once (not at the token's schedule); a call denied by the policy,
+// with a valid token, does not.
+func TestACallDeniedForAnInvalidTokenLogsInAgain(t *testing.T) {
+	ta := newTestAgent(t, modeSidecar, map[string]string{"ramvault.io/secret-cfg": "secret/data/cfg", "ramvault.io/refresh-cfg": "1m"})
+	ta.vault.kv["secret/data/cfg"] = map[string]any{"k": "v1"}
+	ta.start(t)
+
+	// The token is revoked from outside; the next re-read is denied.
+	ta.vault.mu.Lock()
+	ta.vault.revoke(ta.vault.token)
+	ta.vault.kv["secret/data/cfg"] = map[string]any{"k": "v2"}
+	ta.vault.mu.Unlock()
+	if d := ta.clock.AdvanceToNext(); d != time.Minute {
+		t.Fatalf("re-read after %s, want its 1m refresh", d)
+	}
+	// Denied, new login, then the retry waits out its first backoff.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if !ta.clock.BlockUntil(ctx, 2) {
+		t.Fatal("no retry")
+	}
+	if n := ta.vault.count("login"); n != 2 {
+		t.Fatalf("%d logins after the denial, want 2", n)
+	}
+	if d := ta.step(t); d > time.Second {
+		t.Errorf("retried after %s; want the first backoff of a denial (1s)", d)
+	}
+	if got := ta.files.content("cfg"); !strings.Contains(got, "v2") {
+		t.Errorf("file %q: want the value re-read under the new token", got)
+	}
+
+	// Now the policy denies the path while the token is fine: no login.
+	ta.vault.mu.Lock()
+	ta.vault.fail = func(call string) error {
+		if strings.HasPrefix(call, "get ") {
+			return denial()
+		}
+		return nil
+	}
+	ta.vault.mu.Unlock()
+	ta.clock.AdvanceToNext()
+	if !ta.clock.BlockUntil(ctx, 2) {
+		t.Fatal("no retry")
+	}
+	if n := ta.vault.count("login"); n != 2 {
+		t.Errorf("%d logins after a policy denial, want still 2", n)
+	}
+}
+
+// The retry policy is a value: each class of error has its own backoff,
+// growing by its factor up to its cap.
+func TestBackoffGrowsByClassAndIsCapped(t *testing.T) {
+	transient := errBoom
+	permanent := denial() // a 403: retrying cannot fix it soon
+	cases := []struct {
+		name string
+		errs []error // the error of each attempt
+		want []time.Duration
+	}{
+		{"transient errors double from 250ms to the 30s cap", repeat(transient, 10),
+			ms(250, 500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000)},
+		{"permanent errors reach the cap fast", repeat(permanent, 4), ms(1000, 8000, 30000, 30000)},
+		{"a mix continues from the last wait", []error{transient, transient, permanent, transient}, ms(250, 500, 4000, 8000)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := clock.NewFake(time.Unix(1_000_000, 0))
+			p := defaultRetry()
+			p.Transient.Jitter, p.Permanent.Jitter = 0, 0
+			r := &retrier{policy: p, clock: clk, log: quietLog(), rotated: newRotation(), degraded: func(bool) {}}
+			got := retryWaits(t, r, clk, retryOpts{}, tc.errs)
+			if !equalDurations(got, tc.want) {
+				t.Errorf("waits %v, want %v", got, tc.want)
+			}
+		})
+	}
+	t.Run("jitter takes off at most its fraction", func(t *testing.T) {
+		clk := clock.NewFake(time.Unix(1_000_000, 0))
+		r := &retrier{policy: defaultRetry(), clock: clk, log: quietLog(), rotated: newRotation(), degraded: func(bool) {}}
+		got := retryWaits(t, r, clk, retryOpts{}, repeat(transient, 10))
+		want := ms(250, 500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000)
+		for i := range want {
+			if got[i] > want[i] || got[i] < want[i]*9/10 {
+				t.Errorf("wait %d: %s, want within 10%% below %s", i+1, got[i], want[i])
+			}
+		}
+	})
+	t.Run("a deadline ends the retries rather than wait past it", func(t *testing.T) {
+		clk := clock.NewFake(time.Unix(1_000_000, 0))
+		p := defaultRetry()
+		p.Transient.Jitter = 0
+		r := &retrier{policy: p, clock: clk, log: quietLog(), rotated: newRotation(), degraded: func(bool) {}}
+		attempts := 0
+		done := make(chan error, 1)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		go func() {
+			defer cancel() // ends the clock's driving below
+			done <- r.do(context.Background(), "renew", retryOpts{deadline: clk.Now().Add(3 * time.Second)}, func(context.Context) error {
+				attempts++
+				return transient
+			})
+		}()
+		for clk.BlockUntil(ctx, 1) {
+			clk.AdvanceToNext()
+		}
+		select {
+		case err := <-done:
+			// Waits 250ms, 500ms, 1s (1.75s in all); the next, 2s, would pass the deadline.
+			if !errors.Is(err, transient) || attempts != 4 {
+				t.Errorf("err %v after %d attempts; want the last error after 4", err, attempts)
+			}
+		default:
+			t.Fatal("the retries did not end at the deadline")
+		}
+	})
+}
+
+// retryWaits runs r.do with an attempt failing with errs in turn (then
+// succeeding) and returns the waits between the attempts.
+func retryWaits(t *testing.T, r *retrier, clk *clock.Fake, o retryOpts, errs []error) []time.Duration {
+	t.Helper()
+	var degraded []bool
+	r.degraded = func(d bool) { degraded = append(degraded, d) }
+	attempt := 0
+	done := make(chan error, 1)
+	go func() {
+		done <- r.do(context.Background(), "test", o, func(context.Context) error {
+			attempt++
+			if attempt <= len(errs) {
+				return errs[attempt-1]
+			}
+			return nil
+		})
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var waits []time.Duration
+	for range errs {
+		if !clk.BlockUntil(ctx, 1) {
+			t.Fatalf("no wait after attempt %d", attempt)
+		}
+		waits = append(waits, clk.Pending()[0])
+		clk.AdvanceToNext()
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if len(degraded) != len(errs)+1 || !degraded[0] || degraded[len(degraded)-1] {
+		t.Errorf("degraded reported %v; want true after each failure, false at the end", degraded)
+	}
+	return waits
+}
+
+func TestShutdownRevokesTheLeasesThenTheToken(t *testing.T) {
+	ta := newTestAgent(t, modeSidecar, map[string]string{dbSecret: "database/creds/app", "ramvault.io/secret-db2": "database/creds/other"})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ta.Run(ctx) }()
+	ta.settle(t)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := ta.vault.count("revoke-lease "); n != 2 {
+		t.Errorf("%d leases revoked, want 2", n)
+	}
+	calls := ta.vault.calls
+	if len(calls) == 0 || calls[len(calls)-1] != "revoke-self" {
+		t.Errorf("last call %v; want the token revoked last", calls)
+	}
+	if ta.state.Exists("agent-state.json") {
+		t.Error("the state (with the token) is still there")
+	}
+}
+
+func repeat(err error, n int) []error {
+	out := make([]error, n)
+	for i := range out {
+		out[i] = err
+	}
+	return out
+}
+
+func ms(v ...int) []time.Duration {
+	out := make([]time.Duration, len(v))
+	for i, n := range v {
+		out[i] = time.Duration(n) * time.Millisecond
+	}
+	return out
+}
+
+func equalDurations(a, b []time.Duration) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
