@@ -135,7 +135,7 @@ func New(o Options) (*Client, error) {
 	client := func() (*vaultapi.Client, error) {
 		c, err := vaultapi.NewClient(&vaultapi.Config{
 			Address:    o.Addr,
-			HttpClient: &http.Client{Transport: tr, CheckRedirect: oneRedirect},
+			HttpClient: &http.Client{Transport: limitErrorBodies{tr}, CheckRedirect: oneRedirect},
 			Timeout:    o.Timeout,
 			MaxRetries: 0, // the agent retries with its own backoff
 		})
@@ -162,6 +162,34 @@ func New(o Options) (*Client, error) {
 	}
 	v.c, v.anon = libOf(c), libOf(anon)
 	return v, nil
+}
+
+// maxErrorBody is how much of an error answer is read. Vault's own errors
+// are a few hundred bytes; a proxy's error page can be anything (a 100 MiB
+// one took the agent to 873 MiB: the Vault client library copies an error
+// body whole before the agent sees it).
+const maxErrorBody = 64 << 10
+
+// maxErrorText is how much of an error body that is not Vault's JSON
+// envelope goes into the error (and so the log).
+const maxErrorText = 512
+
+// limitErrorBodies cuts the body of every answer outside 2xx/3xx to
+// maxErrorBody, under the library's reading.
+type limitErrorBodies struct{ next http.RoundTripper }
+
+func (l limitErrorBodies) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := l.next.RoundTrip(req)
+	if err == nil && (resp.StatusCode < 200 || resp.StatusCode >= 400) {
+		resp.Body = limitedBody{io.LimitReader(resp.Body, maxErrorBody), resp.Body}
+		resp.ContentLength = -1
+	}
+	return resp, err
+}
+
+type limitedBody struct {
+	io.Reader
+	io.Closer
 }
 
 // oneRedirect follows one redirect (an HA standby pointing at the active
@@ -280,6 +308,11 @@ func (v *Client) call(ctx context.Context, method, path string, body any, auth b
 			re.Errors = e.Errors
 		default:
 			re.Errors = []string{strings.TrimSpace(string(raw))}
+		}
+		for i, e := range re.Errors {
+			if len(e) > maxErrorText {
+				re.Errors[i] = strings.ToValidUTF8(e[:maxErrorText], "") + "… (cut)"
+			}
 		}
 		return nil, re
 	}

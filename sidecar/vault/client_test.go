@@ -11,8 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
 )
 
 // fakeVault answers a few endpoints the way Vault does and records what the
@@ -318,5 +321,54 @@ func TestNestedMountsGetTheirOwnAnswer(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// countingBody is an 8 MiB error page that counts what was read of it.
+type countingBody struct{ read, closed *atomic.Int64 }
+
+func (b countingBody) Read(p []byte) (int, error) {
+	if b.read.Load() >= 8<<20 {
+		return 0, io.EOF
+	}
+	for i := range p {
+		p[i] = 'x'
+	}
+	b.read.Add(int64(len(p)))
+	return len(p), nil
+}
+func (b countingBody) Close() error { b.closed.Add(1); return nil }
+
+type hugeErrorPage struct{ read, closed atomic.Int64 }
+
+func (e *hugeErrorPage) RoundTrip(req *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: http.StatusBadGateway, Status: "502 Bad Gateway", Header: http.Header{"Content-Type": {"text/html"}},
+		Body: countingBody{&e.read, &e.closed}, ContentLength: -1, Request: req}, nil
+}
+
+// A huge error page (a proxy's, say) is read no further than 64 KiB, and
+// the error keeps only the start of it.
+func TestAnErrorBodyIsReadOnlyUpToALimit(t *testing.T) {
+	page := &hugeErrorPage{}
+	v := testClient(t, "http://vault.invalid:8200")
+	c, err := vaultapi.NewClient(&vaultapi.Config{Address: "http://vault.invalid:8200",
+		HttpClient: &http.Client{Transport: limitErrorBodies{page}}, MaxRetries: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.c = libOf(c)
+	_, err = v.LookupSelf(context.Background())
+	var re *ResponseError
+	if !errors.As(err, &re) || re.StatusCode != http.StatusBadGateway {
+		t.Fatalf("err %v", err)
+	}
+	if n := page.read.Load(); n > maxErrorBody+32<<10 {
+		t.Errorf("read %d bytes of the error page; want about %d at most", n, maxErrorBody)
+	}
+	if page.closed.Load() == 0 {
+		t.Error("the body was not closed")
+	}
+	if len(err.Error()) > maxErrorText+200 {
+		t.Errorf("error of %d bytes; want the page cut to %d", len(err.Error()), maxErrorText)
 	}
 }
