@@ -192,14 +192,22 @@ type limitedBody struct {
 	io.Closer
 }
 
-// oneRedirect follows one redirect (an HA standby pointing at the active
-// node), never from https to http.
+// oneRedirect follows one redirect, to the same host (scheme, host and
+// port), never from https to http. Another host would receive the Vault
+// token (net/http forwards X-Vault-Token, unlike Authorization) or, for a
+// login, the service-account token in the re-sent body. An HA standby that
+// redirects to the active node instead of forwarding is refused: point
+// --vault-addr at the active node or at a load balancer in front of them.
 func oneRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) > 1 {
 		return errors.New("vault redirected more than once")
 	}
-	if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
+	from := via[0].URL
+	if from.Scheme == "https" && req.URL.Scheme != "https" {
 		return errors.New("vault redirect would downgrade https to http")
+	}
+	if req.URL.Scheme != from.Scheme || req.URL.Host != from.Host {
+		return fmt.Errorf("vault redirected to another host (%s://%s); the agent does not send its token there: set --vault-addr (or ramvault.io/vault-addr) to the address that answers", req.URL.Scheme, req.URL.Host)
 	}
 	return nil
 }

@@ -372,3 +372,38 @@ func TestAnErrorBodyIsReadOnlyUpToALimit(t *testing.T) {
 		t.Errorf("error of %d bytes; want the page cut to %d", len(err.Error()), maxErrorText)
 	}
 }
+
+// A redirect to another host is not followed: the token would go there.
+// One to another path of the same host is.
+func TestRedirectsStayOnTheHost(t *testing.T) {
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("another host got %s with token %q", r.URL.Path, r.Header.Get("X-Vault-Token"))
+	}))
+	t.Cleanup(other.Close)
+	f, srv := newFakeVault(t)
+	f.handlers["GET /v1/auth/token/lookup-self"] = func(w http.ResponseWriter, r *http.Request, _ map[string]any) {
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}
+	f.handlers["PUT /v1/auth/k8s/login"] = func(w http.ResponseWriter, r *http.Request, _ map[string]any) {
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}
+	f.handlers["PUT /v1/sys/leases/renew"] = func(w http.ResponseWriter, r *http.Request, _ map[string]any) {
+		http.Redirect(w, r, "/v1/sys/leases/renew2", http.StatusTemporaryRedirect)
+	}
+	f.handlers["PUT /v1/sys/leases/renew2"] = reply(200, `{"lease_id":"L","lease_duration":300,"renewable":true}`)
+	v := testClient(t, srv.URL)
+	v.SetToken("tok")
+	if _, err := v.LookupSelf(context.Background()); err == nil || !strings.Contains(err.Error(), "another host") {
+		t.Errorf("redirect to another host: err %v", err)
+	}
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("jwt"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Login(context.Background(), "k8s", "app", tokenFile); err == nil || !strings.Contains(err.Error(), "another host") {
+		t.Errorf("login redirected to another host: err %v", err)
+	}
+	if ttl, err := v.RenewLease(context.Background(), "L", time.Minute); err != nil || ttl != 5*time.Minute {
+		t.Errorf("redirect on the same host: %v %v", ttl, err)
+	}
+}
