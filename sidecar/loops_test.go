@@ -3,11 +3,13 @@ package sidecar
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ramvault/ramvault/sidecar/clock"
+	"github.com/ramvault/ramvault/sidecar/vault"
 )
 
 // The tests of the agent's loops run a whole agent in sidecar mode on a fake
@@ -265,15 +267,40 @@ func TestBackoffGrowsByClassAndIsCapped(t *testing.T) {
 			}
 		})
 	}
-	t.Run("jitter takes off at most its fraction", func(t *testing.T) {
+	t.Run("full jitter: each wait anywhere from 0 to the backoff", func(t *testing.T) {
 		clk := clock.NewFake(time.Unix(1_000_000, 0))
 		r := &retrier{policy: defaultRetry(), clock: clk, log: quietLog(), rotated: newRotation(), degraded: func(bool) {}}
-		got := retryWaits(t, r, clk, retryOpts{}, repeat(transient, 10))
-		want := ms(250, 500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000)
+		got := retryWaits(t, r, clk, retryOpts{}, repeat(transient, 12))
+		want := ms(250, 500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000, 30000)
+		spread := 0
 		for i := range want {
-			if got[i] > want[i] || got[i] < want[i]*9/10 {
-				t.Errorf("wait %d: %s, want within 10%% below %s", i+1, got[i], want[i])
+			if got[i] > want[i] || got[i] < 0 {
+				t.Errorf("wait %d: %s, want within [0, %s]", i+1, got[i], want[i])
 			}
+			if got[i] < want[i]*9/10 {
+				spread++
+			}
+		}
+		if spread == 0 {
+			t.Errorf("waits %v: none more than 10%% below its backoff; want full jitter", got)
+		}
+	})
+	t.Run("a Retry-After of a 429 or 503 is waited out, up to 2m", func(t *testing.T) {
+		clk := clock.NewFake(time.Unix(1_000_000, 0))
+		r := &retrier{policy: defaultRetry(), clock: clk, log: quietLog(), rotated: newRotation(), degraded: func(bool) {}}
+		busy := func(after string) error {
+			return &vault.ResponseError{Method: "GET", Path: "/v1/x", StatusCode: http.StatusTooManyRequests, RetryAfter: after}
+		}
+		got := retryWaits(t, r, clk, retryOpts{}, []error{busy("7"), busy("3600"), busy(clk.Now().Add(20 * time.Second).UTC().Format(http.TimeFormat))})
+		if got[0] < 7*time.Second || got[0] > 7*time.Second+500*time.Millisecond {
+			t.Errorf("Retry-After 7: waited %s", got[0])
+		}
+		if got[1] != 2*time.Minute {
+			t.Errorf("Retry-After 3600: waited %s, want the 2m bound", got[1])
+		}
+		// The date was 20s after the start; 7s+2m have passed since: no wait it asks for.
+		if got[2] > time.Second {
+			t.Errorf("Retry-After a past date: waited %s, want only the backoff", got[2])
 		}
 	})
 	t.Run("a deadline ends the retries rather than wait past it", func(t *testing.T) {

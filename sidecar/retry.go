@@ -12,8 +12,9 @@ import (
 
 // Backoff is how long to wait after a failed attempt: Initial after the
 // first failure, then each wait Factor times the one before, never more than
-// Max; up to the fraction Jitter of each wait is taken off at random so Pods
-// started together spread out.
+// Max. Up to the fraction Jitter of each wait is taken off at random; 1 is
+// full jitter (a wait anywhere from 0 to the backoff), which spreads the
+// agents of many Pods best when Vault comes back after an outage.
 type Backoff struct {
 	Initial time.Duration
 	Max     time.Duration
@@ -38,15 +39,19 @@ type retryPolicy struct {
 	Permanent Backoff
 }
 
-// defaultRetry: 250ms, 500ms, 1s, … 30s for transient errors; 1s, 8s, 30s
-// for permanent ones. A mix continues from the last wait with the factor of
-// the error at hand.
+// defaultRetry: backoffs of 250ms, 500ms, 1s, … 30s for transient errors;
+// 1s, 8s, 30s for permanent ones; a mix continues from the last backoff with
+// the factor of the error at hand. Full jitter on both.
 func defaultRetry() retryPolicy {
 	return retryPolicy{
-		Transient: Backoff{Initial: 250 * time.Millisecond, Max: 30 * time.Second, Factor: 2, Jitter: 0.1},
-		Permanent: Backoff{Initial: time.Second, Max: 30 * time.Second, Factor: 8, Jitter: 0.1},
+		Transient: Backoff{Initial: 250 * time.Millisecond, Max: 30 * time.Second, Factor: 2, Jitter: 1},
+		Permanent: Backoff{Initial: time.Second, Max: 30 * time.Second, Factor: 8, Jitter: 1},
 	}
 }
+
+// maxRetryAfter bounds how long a Retry-After can hold the agent back (a
+// rate-limit quota's is seconds; a wrong header must not park the agent).
+const maxRetryAfter = 2 * time.Minute
 
 func (p retryPolicy) backoff(err error) Backoff {
 	if vault.Permanent(err) {
@@ -89,7 +94,13 @@ func (r *retrier) do(ctx context.Context, what string, o retryOpts, f func(conte
 		}
 		b := r.policy.backoff(err)
 		wait = b.next(wait)
-		if !o.deadline.IsZero() && r.clock.Now().Add(wait).After(o.deadline) {
+		now := r.clock.Now()
+		sleep := jitter(wait, b.Jitter)
+		// A 429 or 503 may say when to come back: not before then.
+		if ra := vault.RetryAfter(err, now); ra > 0 {
+			sleep = max(sleep, min(ra, maxRetryAfter))
+		}
+		if !o.deadline.IsZero() && now.Add(sleep).After(o.deadline) {
 			return err
 		}
 		// A new service-account token can help a login, and a call Vault
@@ -97,11 +108,11 @@ func (r *retrier) do(ctx context.Context, what string, o retryOpts, f func(conte
 		if !o.login && !vault.Denied(err) {
 			rotated = nil
 		}
-		r.log.Warn("vault call failed; retrying", "what", what, "attempt", attempt, "retry_in", wait.String(), "err", err)
+		r.log.Warn("vault call failed; retrying", "what", what, "attempt", attempt, "retry_in", sleep.String(), "err", err)
 		select {
 		case <-ctx.Done():
 			return err
-		case <-r.clock.After(jitter(wait, b.Jitter)):
+		case <-r.clock.After(sleep):
 		case <-rotated:
 			r.log.Info("service-account token file changed; retrying now", "what", what)
 		}

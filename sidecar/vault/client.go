@@ -80,6 +80,26 @@ type ResponseError struct {
 	Path       string
 	StatusCode int
 	Errors     []string
+	RetryAfter string // the Retry-After header of a 429 or 503, as sent
+}
+
+// RetryAfter is how long Vault asked the agent to wait before it asks again
+// (the Retry-After of a 429 or 503, in seconds or as a date), or 0.
+func RetryAfter(err error, now time.Time) time.Duration {
+	var re *ResponseError
+	if !errors.As(err, &re) || re.RetryAfter == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(strings.TrimSpace(re.RetryAfter), 10, 64); err == nil {
+		if n <= 0 || n > int64(24*time.Hour/time.Second) {
+			return 0
+		}
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(re.RetryAfter); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
 }
 
 func (e *ResponseError) Error() string {
@@ -306,6 +326,9 @@ func (v *Client) call(ctx context.Context, method, path string, body any, auth b
 	}
 	if resp.StatusCode < 200 || resp.StatusCode >= 400 {
 		re := &ResponseError{Method: method, Path: "/v1/" + path, StatusCode: resp.StatusCode}
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+			re.RetryAfter = resp.Header.Get("Retry-After")
+		}
 		var e struct {
 			Errors []string `json:"errors"`
 		}

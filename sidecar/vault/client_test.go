@@ -407,3 +407,36 @@ func TestRedirectsStayOnTheHost(t *testing.T) {
 		t.Errorf("redirect on the same host: %v %v", ttl, err)
 	}
 }
+
+// A 429 or 503 carries its Retry-After, in seconds or as a date.
+func TestRetryAfterIsKept(t *testing.T) {
+	f, srv := newFakeVault(t)
+	f.handlers["GET /v1/auth/token/lookup-self"] = func(w http.ResponseWriter, _ *http.Request, _ map[string]any) {
+		w.Header().Set("Retry-After", "12")
+		w.WriteHeader(http.StatusTooManyRequests)
+		_, _ = io.WriteString(w, `{"errors":["request path \"auth/token/lookup-self\": rate limit quota exceeded"]}`)
+	}
+	f.handlers["PUT /v1/sys/leases/renew"] = func(w http.ResponseWriter, _ *http.Request, _ map[string]any) {
+		w.Header().Set("Retry-After", "12")
+		w.WriteHeader(http.StatusInternalServerError)
+	}
+	v := testClient(t, srv.URL)
+	v.SetToken("tok")
+	now := time.Now()
+	_, err := v.LookupSelf(context.Background())
+	if got := RetryAfter(err, now); got != 12*time.Second {
+		t.Errorf("429: RetryAfter %s (err %v), want 12s", got, err)
+	}
+	if _, err := v.RenewLease(context.Background(), "L", time.Minute); err == nil || RetryAfter(err, now) != 0 {
+		t.Errorf("500: RetryAfter %s (err %v), want none: only 429 and 503 ask to wait", RetryAfter(err, now), err)
+	}
+	date := &ResponseError{StatusCode: 503, RetryAfter: now.Add(90 * time.Second).UTC().Format(http.TimeFormat)}
+	if got := RetryAfter(date, now); got < 89*time.Second || got > 90*time.Second {
+		t.Errorf("a date 90s ahead: %s", got)
+	}
+	for _, bad := range []string{"-1", "soon", "0"} {
+		if got := RetryAfter(&ResponseError{StatusCode: 503, RetryAfter: bad}, now); got != 0 {
+			t.Errorf("Retry-After %q: %s, want 0", bad, got)
+		}
+	}
+}
