@@ -59,6 +59,7 @@ type agent struct {
 	reloader  *reload.Reloader
 	metrics   *metrics
 	rotated   *rotation // the service-account token file changed
+	relogged  *rotation // a new login replaced an invalid token: leases to re-issue now
 	ready     atomic.Bool
 }
 
@@ -89,7 +90,7 @@ func newAgent(cfg config) (*agent, error) {
 func assemble(cfg config, v vaultClient, files secretFiles, store *state.Store) (*agent, error) {
 	m := newMetrics(cfg.Clock.Now)
 	a := &agent{cfg: cfg, log: cfg.Log, clock: cfg.Clock, vault: v, files: files, store: store,
-		renderers: map[string]*render.Renderer{}, metrics: m, rotated: newRotation()}
+		renderers: map[string]*render.Renderer{}, metrics: m, rotated: newRotation(), relogged: newRotation()}
 	for _, s := range cfg.Spec.Secrets {
 		r, err := render.New(s)
 		if err != nil {

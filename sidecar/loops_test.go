@@ -419,3 +419,71 @@ func equalDurations(a, b []time.Duration) bool {
 	}
 	return true
 }
+
+// A renewal refused because the lease is gone (revoked from outside) is not
+// retried as if Vault were down: a new secret is fetched at once.
+func TestALeaseNotFoundOnRenewalIsReissuedAtOnce(t *testing.T) {
+	ta := newTestAgent(t, modeSidecar, map[string]string{dbSecret: "database/creds/app"})
+	ta.vault.leaseTTL = time.Minute
+	ta.start(t)
+	first := ta.files.content("db")
+	ta.vault.mu.Lock()
+	clear(ta.vault.leases) // revoked from outside
+	ta.vault.mu.Unlock()
+
+	d := ta.step(t) // the renewal is due; refused; the new secret follows without a backoff
+	if d > 40*time.Second {
+		t.Fatalf("renewal after %s", d)
+	}
+	if n := ta.vault.count("renew-lease "); n != 1 {
+		t.Errorf("%d renewals; a lease not found must not be renewed again", n)
+	}
+	if n := ta.vault.count("get "); n != 2 {
+		t.Fatalf("%d fetches; want the secret re-issued at once", n)
+	}
+	if ta.files.content("db") == first {
+		t.Error("the file still holds the revoked credentials")
+	}
+	if n := ta.vault.count("login"); n != 1 {
+		t.Errorf("%d logins; the token was fine", n)
+	}
+}
+
+// The agent's token revoked from outside (with every lease made with it):
+// the first call that notices logs in again, and every leased secret is
+// re-issued at once, not at its old schedule.
+func TestARevokedTokenLeadsToEveryLeaseReissuedAtOnce(t *testing.T) {
+	ta := newTestAgent(t, modeSidecar, map[string]string{dbSecret: "database/creds/app", "ramvault.io/secret-long": "database/creds/long"})
+	ta.vault.leaseTTL = time.Minute
+	ta.start(t)
+	// The second secret's lease is long: its own schedule is hours away.
+	ta.vault.mu.Lock()
+	for id, l := range ta.vault.leases {
+		if strings.HasPrefix(id, "database/creds/long/") {
+			l.expires, l.max = l.issued.Add(6*time.Hour), l.issued.Add(6*time.Hour)
+			ta.vault.leases[id] = l
+		}
+	}
+	ta.vault.revoke(ta.vault.token)
+	ta.vault.mu.Unlock()
+	long := ta.files.content("long")
+	start := ta.clock.Now()
+
+	// db's renewal is denied: new login, db re-issued; long re-issued too.
+	ta.step(t)
+	if n := ta.vault.count("login"); n != 2 {
+		t.Fatalf("%d logins, want a new one after the denial", n)
+	}
+	if n := ta.vault.count("get database/creds/long"); n != 2 {
+		t.Errorf("the long lease fetched %d times; want it re-issued with the new login", n)
+	}
+	if n := ta.vault.count("get database/creds/app"); n != 2 {
+		t.Errorf("db fetched %d times; want it re-issued", n)
+	}
+	if ta.files.content("long") == long {
+		t.Error("the long secret's file still holds credentials that ended with the old token")
+	}
+	if took := ta.clock.Now().Sub(start); took > 41*time.Second {
+		t.Errorf("took %s of the clock; want the re-issue right after the first denial", took)
+	}
+}

@@ -73,6 +73,9 @@ type retrier struct {
 type retryOpts struct {
 	deadline time.Time // give up rather than wait past it (zero: never)
 	login    bool      // the attempt logs in: a new service-account token ends the wait
+	// giveUp, when set, names errors not to retry: the caller does
+	// something else about them.
+	giveUp func(error) bool
 }
 
 func (r *retrier) do(ctx context.Context, what string, o retryOpts, f func(context.Context) error) error {
@@ -89,7 +92,7 @@ func (r *retrier) do(ctx context.Context, what string, o retryOpts, f func(conte
 			return nil
 		}
 		r.degraded(true)
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || o.giveUp != nil && o.giveUp(err) {
 			return err
 		}
 		b := r.policy.backoff(err)
@@ -109,11 +112,14 @@ func (r *retrier) do(ctx context.Context, what string, o retryOpts, f func(conte
 			rotated = nil
 		}
 		r.log.Warn("vault call failed; retrying", "what", what, "attempt", attempt, "retry_in", sleep.String(), "err", err)
+		t := r.clock.NewTimer(sleep)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return err
-		case <-r.clock.After(sleep):
+		case <-t.C:
 		case <-rotated:
+			t.Stop()
 			r.log.Info("service-account token file changed; retrying now", "what", what)
 		}
 	}

@@ -86,8 +86,9 @@ func (a *agent) fetchAndWrite(ctx context.Context, s spec.Secret) (bool, error) 
 	return changed, nil
 }
 
-// expireLeases marks every leased secret for re-issue: a new login replaced
-// the token its lease was made with.
+// expireLeases marks every leased secret for re-issue, and wakes their
+// loops to do it now: a new login replaced the (invalid) token their leases
+// were made with, so those leases are gone too.
 func (a *agent) expireLeases() {
 	now := a.clock.Now()
 	a.saved(a.store.UpdateSecrets(func(_ string, ss state.Secret) state.Secret {
@@ -96,6 +97,7 @@ func (a *agent) expireLeases() {
 		}
 		return ss
 	}))
+	a.relogged.signal()
 }
 
 // saved logs a failure to save the agent's state (the agent goes on: the
@@ -111,12 +113,18 @@ func (a *agent) saved(err error) {
 // at its refresh interval when it has no lease.
 func (a *agent) secretLoop(ctx context.Context, s spec.Secret) {
 	for {
+		relogged := a.relogged.wait()
 		ss, _ := a.store.Secret(s.Name)
 		renew, at := a.plan(s, ss)
+		t := a.clock.NewTimer(at.Sub(a.clock.Now()))
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
-		case <-a.clock.After(at.Sub(a.clock.Now())):
+		case <-relogged:
+			t.Stop()
+			continue // plan again: a leased secret is due now
+		case <-t.C:
 		}
 		if cur, _ := a.store.Secret(s.Name); cur.LeaseID != ss.LeaseID || !cur.Issued.Equal(ss.Issued) {
 			continue // re-issued meanwhile (new login): plan again from the new lease
@@ -165,10 +173,13 @@ func (a *agent) plan(s spec.Secret, ss state.Secret) (renew bool, at time.Time) 
 	return renewable, due
 }
 
-// renew extends a secret's lease, retrying until the lease would end.
+// renew extends a secret's lease, retrying until the lease would end. A
+// refusal (lease not found or revoked, permission denied) is not retried:
+// the caller fetches a new secret at once, after a new login when the
+// agent's token was the cause.
 func (a *agent) renew(ctx context.Context, s spec.Secret, ss state.Secret) error {
 	var ttl time.Duration
-	err := a.retry.do(ctx, "renew "+s.Name, retryOpts{deadline: ss.Expires}, func(ctx context.Context) error {
+	err := a.retry.do(ctx, "renew "+s.Name, retryOpts{deadline: ss.Expires, giveUp: vault.Permanent}, func(ctx context.Context) error {
 		var err error
 		ttl, err = a.vault.RenewLease(ctx, ss.LeaseID, ss.LeaseDuration)
 		a.metrics.renewal(s.Name, err)

@@ -178,16 +178,22 @@ func (t *session) revoke(token string) {
 // every leased secret anew (leases end with the token that made them).
 func (a *agent) tokenLoop(ctx context.Context) {
 	for {
+		relogged := a.relogged.wait()
 		issued, granted := a.token.lifetime()
 		renewable := a.store.Token().Renewable
 		if granted <= 0 { // root or non-expiring token
 			<-ctx.Done()
 			return
 		}
+		t := a.clock.NewTimer(issued.Add(jitter(granted*2/3, renewJitter)).Sub(a.clock.Now()))
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
-		case <-a.clock.After(issued.Add(jitter(granted*2/3, renewJitter)).Sub(a.clock.Now())):
+		case <-relogged:
+			t.Stop()
+			continue // a new login: plan from the new token
+		case <-t.C:
 		}
 		if renewable {
 			cctx, cancel := context.WithTimeout(ctx, a.cfg.CallTimeout)

@@ -49,6 +49,23 @@ func (f *Fake) After(d time.Duration) <-chan time.Time {
 	return ch
 }
 
+// NewTimer is After that can be stopped; a stopped timer is no longer
+// pending.
+func (f *Fake) NewTimer(d time.Duration) *Timer {
+	ch := f.After(d)
+	return &Timer{C: ch, stop: func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for i, w := range f.waiters {
+			if w.ch == ch {
+				f.waiters = append(f.waiters[:i], f.waiters[i+1:]...)
+				return true
+			}
+		}
+		return false
+	}}
+}
+
 // Advance moves the time forward by d, releasing every waiter due by then.
 func (f *Fake) Advance(d time.Duration) {
 	f.mu.Lock()
