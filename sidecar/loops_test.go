@@ -46,13 +46,22 @@ func (ta *testAgent) start(t *testing.T) {
 // loops is how many waits the agent has when idle.
 func (ta *testAgent) loops() int { return 1 + len(ta.cfg.Spec.Secrets) }
 
-// settle waits until every loop of the agent waits on the clock.
+// settle waits until every loop of the agent waits on the clock, and the
+// waits stay as they are for a moment: a loop that was woken (by a new
+// login, say) may still be about to stop its wait and plan again.
 func (ta *testAgent) settle(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if !ta.clock.BlockUntil(ctx, ta.loops()) {
-		t.Fatalf("the agent's loops did not come to wait (pending waits %v; Vault calls %v)", ta.clock.Pending(), ta.vault.calls)
+	for {
+		if !ta.clock.BlockUntil(ctx, ta.loops()) {
+			t.Fatalf("the agent's loops did not come to wait (pending waits %v; Vault calls %v)", ta.clock.Pending(), ta.vault.calls)
+		}
+		v := ta.clock.Version()
+		time.Sleep(5 * time.Millisecond)
+		if ta.clock.Version() == v {
+			return
+		}
 	}
 }
 

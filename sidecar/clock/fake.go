@@ -15,6 +15,7 @@ type Fake struct {
 	now     time.Time
 	waiters []waiter
 	changed chan struct{} // closed and replaced whenever a waiter is added
+	version uint64        // counts every change of the waiters
 }
 
 type waiter struct {
@@ -44,6 +45,7 @@ func (f *Fake) After(d time.Duration) <-chan time.Time {
 		return ch
 	}
 	f.waiters = append(f.waiters, waiter{at: f.now.Add(d), d: d, ch: ch})
+	f.version++
 	close(f.changed)
 	f.changed = make(chan struct{})
 	return ch
@@ -59,6 +61,7 @@ func (f *Fake) NewTimer(d time.Duration) *Timer {
 		for i, w := range f.waiters {
 			if w.ch == ch {
 				f.waiters = append(f.waiters[:i], f.waiters[i+1:]...)
+				f.version++
 				return true
 			}
 		}
@@ -78,6 +81,7 @@ func (f *Fake) Advance(d time.Duration) {
 			continue
 		}
 		w.ch <- f.now
+		f.version++
 	}
 	f.waiters = kept
 }
@@ -115,6 +119,14 @@ func (f *Fake) AdvanceToNext() time.Duration {
 	f.mu.Unlock()
 	f.Advance(d)
 	return d
+}
+
+// Version counts the changes of the pending waiters (added, stopped,
+// released): a test can tell whether the code under test still moves.
+func (f *Fake) Version() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.version
 }
 
 // BlockUntil waits until at least n waiters are pending, or ctx ends (then
