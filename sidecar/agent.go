@@ -99,7 +99,7 @@ func assemble(cfg config, v vaultClient, files secretFiles, store *state.Store) 
 		a.renderers[s.Name] = r
 	}
 	a.token = &session{cfg: cfg, vault: v, store: store, clock: cfg.Clock, log: cfg.Log, metrics: m}
-	a.retry = &retrier{policy: defaultRetry(), clock: cfg.Clock, log: cfg.Log, rotated: a.rotated, degraded: m.setDegraded}
+	a.retry = &retrier{policy: defaultRetry(), clock: cfg.Clock, log: cfg.Log, rotated: a.rotated, degraded: a.setDegraded}
 	a.reloader = reload.New(reload.Options{Log: cfg.Log, SignalProcess: cfg.SignalProcess, Clock: cfg.Clock, Observe: m.reload})
 	return a, nil
 }

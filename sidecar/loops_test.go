@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -494,5 +495,50 @@ func TestARevokedTokenLeadsToEveryLeaseReissuedAtOnce(t *testing.T) {
 	}
 	if took := ta.clock.Now().Sub(start); took > 41*time.Second {
 		t.Errorf("took %s of the clock; want the re-issue right after the first denial", took)
+	}
+}
+
+// The status file says degraded while Vault fails the agent, and not once
+// it answers again.
+func TestTheStatusFileSaysDegradedWhileVaultFails(t *testing.T) {
+	ta := newTestAgent(t, modeSidecar, map[string]string{"ramvault.io/secret-cfg": "secret/data/cfg", "ramvault.io/refresh-cfg": "1m"})
+	ta.vault.kv["secret/data/cfg"] = map[string]any{"k": "v1"}
+	ta.start(t)
+	degraded := func() bool {
+		t.Helper()
+		var st status
+		if err := json.Unmarshal([]byte(ta.files.content(".ramvault-status.json")), &st); err != nil {
+			t.Fatalf("status file: %v", err)
+		}
+		if !st.Ready {
+			t.Error("status: not ready")
+		}
+		return st.Degraded
+	}
+	if degraded() {
+		t.Fatal("degraded after a first write without a failure")
+	}
+	ta.vault.mu.Lock()
+	ta.vault.fail = func(string) error { return errBoom }
+	ta.vault.mu.Unlock()
+	ta.clock.AdvanceToNext() // the re-read fails; the retry waits
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if !ta.clock.BlockUntil(ctx, 2) {
+		t.Fatal("no retry")
+	}
+	if !degraded() {
+		t.Error("not degraded while Vault fails")
+	}
+	ta.vault.mu.Lock()
+	ta.vault.fail = nil
+	ta.vault.kv["secret/data/cfg"] = map[string]any{"k": "v2"}
+	ta.vault.mu.Unlock()
+	ta.step(t)
+	if degraded() {
+		t.Error("still degraded after Vault answered")
+	}
+	if !strings.Contains(ta.files.content("cfg"), "v2") {
+		t.Error("the re-read did not succeed")
 	}
 }

@@ -61,10 +61,15 @@ func (m *metrics) setExpiry(secret string, t time.Time) {
 	}
 	m.mu.Unlock()
 }
-func (m *metrics) setDegraded(d bool) {
+
+// setDegraded records whether Vault is failing the agent; it reports
+// whether that changed.
+func (m *metrics) setDegraded(d bool) bool {
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	changed := m.degraded != d
 	m.degraded = d
-	m.mu.Unlock()
+	return changed
 }
 
 func (m *metrics) isDegraded() bool {

@@ -23,6 +23,17 @@ type statusEntry struct {
 	Leased  bool      `json:"leased"`
 }
 
+// setDegraded records whether Vault is failing the agent, in the metrics
+// and, when that changed, in the status file. (The status file was written
+// only when a secret changed, i.e. while things were fine; a success after
+// failures wrote it from inside the attempt, before the retry cleared the
+// flag: it said degraded when all was well, and not when Vault was down.)
+func (a *agent) setDegraded(d bool) {
+	if a.metrics.setDegraded(d) {
+		a.writeStatus()
+	}
+}
+
 // writeStatus writes the status file.
 func (a *agent) writeStatus() {
 	st := status{Ready: a.ready.Load(), Degraded: a.metrics.isDegraded(), Secrets: map[string]statusEntry{}}
