@@ -179,10 +179,13 @@ func (a *agent) firstWrite(ctx context.Context) error {
 			a.log.Info("secret still valid from an earlier run; reusing its lease", "secret", s.Name)
 			continue
 		}
+		// A file already there (from the init container or an earlier run)
+		// may be in use by the app: if it changes, the app must be told.
+		existed := a.files.Exists(s.Name)
 		wg.Go(func() {
 			err := a.retry.do(ctx, "fetch "+s.Name, retryOpts{}, func(ctx context.Context) error {
 				changed, err := a.fetchWithRelogin(ctx, s)
-				if changed {
+				if changed && existed {
 					mu.Lock()
 					reloads = append(reloads, a.cfg.Spec.ReloadFor(s))
 					mu.Unlock()
@@ -202,8 +205,9 @@ func (a *agent) firstWrite(ctx context.Context) error {
 	}
 	a.ready.Store(true)
 	a.writeStatus()
-	if a.cfg.Mode == modeSidecar && a.token.reusedSaved() {
-		// A restarted sidecar that had to fetch anew tells the running app.
+	if a.cfg.Mode == modeSidecar {
+		// A restarted sidecar that had to fetch anew tells the running app
+		// (whether or not it could keep the saved token).
 		a.reloader.Reload(ctx, reloads)
 	}
 	return nil

@@ -542,3 +542,50 @@ func TestTheStatusFileSaysDegradedWhileVaultFails(t *testing.T) {
 		t.Error("the re-read did not succeed")
 	}
 }
+
+// A sidecar restarted with a saved token Vault no longer honours logs in,
+// re-issues the secrets and rewrites their files: the running app must be
+// told (it was not, when the token could not be reused).
+func TestARestartWithAnInvalidSavedTokenReloadsTheApp(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		tokenValid bool
+	}{{"saved token invalid", false}, {"saved token still valid", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ta := newTestAgent(t, modeSidecar, map[string]string{dbSecret: "database/creds/app", "ramvault.io/reload": "restart"})
+			// What the earlier run left: the file, and the state with a lease
+			// too close to its end to keep.
+			earlier := ta.clock.Now().Add(-50 * time.Second)
+			ta.vault.tokens["s.saved"] = fakeToken{expires: ta.clock.Now().Add(time.Hour)}
+			if !tc.tokenValid {
+				delete(ta.vault.tokens, "s.saved")
+			}
+			if _, err := ta.files.Write("db", []byte(`{"password":"old"}`), 0o400); err != nil {
+				t.Fatal(err)
+			}
+			saved := `{"token":"s.saved","token_expires":"2026-01-01T01:00:00Z","token_renewable":true,"secrets":{"db":{"path":"database/creds/app","lease_id":"database/creds/app/old","lease_duration":60000000000,"renewable":true,"issued":"` +
+				earlier.Format(time.RFC3339) + `","expires":"` + earlier.Add(time.Minute).Format(time.RFC3339) + `","written":"` + earlier.Format(time.RFC3339) + `"}}}`
+			if _, err := ta.state.Write("agent-state.json", []byte(saved), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// The app container's probe has been seen before the restart.
+			if ta.reloader.ShouldRestart("app") {
+				t.Fatal("restart before any rotation")
+			}
+			ta.start(t)
+			if strings.Contains(ta.files.content("db"), "old") {
+				t.Fatal("the file was not rewritten")
+			}
+			wantLogins := 1
+			if tc.tokenValid {
+				wantLogins = 0
+			}
+			if n := ta.vault.count("login"); n != wantLogins {
+				t.Errorf("%d logins, want %d", n, wantLogins)
+			}
+			if !ta.reloader.ShouldRestart("app") {
+				t.Error("the app was not reloaded after its file was rewritten")
+			}
+		})
+	}
+}

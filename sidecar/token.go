@@ -28,7 +28,6 @@ type session struct {
 	mu         sync.Mutex
 	issued     time.Time     // of the last login or renewal
 	granted    time.Duration // TTL then; 0: does not expire
-	reused     bool          // the token came from saved state (init container or an earlier sidecar)
 	lastReauth time.Time
 }
 
@@ -45,7 +44,7 @@ func (t *session) ensure(ctx context.Context) error {
 		cancel()
 		if err == nil && ttl > 0 {
 			t.mu.Lock()
-			t.issued, t.granted, t.reused = t.clock.Now(), ttl, true
+			t.issued, t.granted = t.clock.Now(), ttl
 			t.mu.Unlock()
 			t.log.Info("reusing the Pod's Vault token", "ttl", ttl.String())
 			return nil
@@ -119,13 +118,6 @@ func (t *session) lifetime() (time.Time, time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.issued, t.granted
-}
-
-// reusedSaved reports whether the token came from saved state.
-func (t *session) reusedSaved() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.reused
 }
 
 func (t *session) current() string { return t.store.Token().Token }
