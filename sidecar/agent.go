@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -213,44 +215,90 @@ func (a *agent) firstWrite(ctx context.Context) error {
 	return nil
 }
 
+// leaseRevokeTimeout bounds each lease's revocation at shutdown: one slow
+// answer must not use the grace the token's revocation needs.
+const leaseRevokeTimeout = 2 * time.Second
+
 // shutdown revokes every lease and the token, under a fresh deadline (the
-// run's context is already cancelled), and forgets the state.
+// run's context is already cancelled), and forgets the state. The leases
+// are revoked together, each under its own short timeout, within the first
+// part of the grace; the token's revocation keeps the rest (at least half
+// of the grace, or a call timeout), so it always gets its turn. The log
+// says which leases were and were not revoked, and whether the token was.
 func (a *agent) shutdown() {
-	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownGrace)
-	defer cancel()
-	if a.store.Token().Token == "" {
+	start := time.Now()
+	grace := a.cfg.ShutdownGrace
+	tok := a.store.Token()
+	if tok.Token == "" {
 		return
 	}
+	tokenShare := min(a.cfg.CallTimeout, grace/2)
+	leaseCtx, cancel := context.WithTimeout(context.Background(), grace-tokenShare)
+	defer cancel()
+
 	// Revoke each lease at once where the policy allows sys/leases/revoke;
 	// revoking the token below revokes them in any case (Vault does that
 	// in the background, within seconds).
-	revoked := 0
+	type result struct {
+		name string
+		err  error
+	}
+	var results []result
+	var mu sync.Mutex
+	var wg sync.WaitGroup
 	for name, ss := range a.store.Secrets() {
 		if ss.LeaseID == "" {
 			continue
 		}
-		cctx, c := context.WithTimeout(ctx, a.cfg.CallTimeout)
-		err := a.vault.RevokeLease(cctx, ss.LeaseID)
-		c()
-		if vault.Denied(err) {
-			a.log.Info("the policy does not allow sys/leases/revoke; leases end with the token's revocation", "hint", "grant update on sys/leases/revoke to revoke them at once")
-			break
-		}
-		if err != nil {
-			a.log.Warn("revoking a lease failed", "secret", name, "err", err)
-			continue
-		}
-		revoked++
+		wg.Go(func() {
+			cctx, c := context.WithTimeout(leaseCtx, min(a.cfg.CallTimeout, leaseRevokeTimeout))
+			err := a.vault.RevokeLease(cctx, ss.LeaseID)
+			c()
+			mu.Lock()
+			results = append(results, result{name, err})
+			mu.Unlock()
+		})
 	}
+	wg.Wait()
+	slices.SortFunc(results, func(x, y result) int { return strings.Compare(x.name, y.name) })
+	revoked, notRevoked := []string{}, []string{}
+	deniedOnce := false
+	for _, r := range results {
+		switch {
+		case r.err == nil:
+			revoked = append(revoked, r.name)
+			continue
+		case vault.Denied(r.err):
+			if !deniedOnce {
+				a.log.Info("the policy does not allow sys/leases/revoke; leases end with the token's revocation", "hint", "grant update on sys/leases/revoke to revoke them at once")
+				deniedOnce = true
+			}
+		default:
+			a.log.Warn("revoking a lease failed", "secret", r.name, "err", r.err)
+		}
+		notRevoked = append(notRevoked, r.name)
+	}
+
+	tokenRevoked := false
 	if a.cfg.VaultTokenFile == "" {
-		cctx, c := context.WithTimeout(ctx, a.cfg.CallTimeout)
+		cctx, c := context.WithDeadline(context.Background(), start.Add(grace))
 		if err := a.vault.RevokeSelf(cctx); err != nil {
 			a.log.Warn("revoking the vault token failed", "err", err)
+		} else {
+			tokenRevoked = true
 		}
 		c()
 	}
 	if err := a.store.Clear(); err != nil {
 		a.log.Warn("clearing agent state failed", "err", err)
 	}
-	a.log.Info("shut down: token revoked", "leases_revoked_explicitly", revoked)
+	kv := []any{"leases_revoked_explicitly", len(revoked), "leases_revoked", revoked, "leases_not_revoked", notRevoked, "token_revoked", tokenRevoked, "took", time.Since(start).Round(time.Millisecond).String()}
+	switch {
+	case tokenRevoked:
+		a.log.Info("shut down: token revoked", kv...)
+	case a.cfg.VaultTokenFile != "":
+		a.log.Info("shut down: the --vault-token-file token is left as it was", kv...)
+	default:
+		a.log.Warn("shut down: token NOT revoked; it and the leases not revoked end at their TTL", append(kv, "token_expires", tok.Expires)...)
+	}
 }

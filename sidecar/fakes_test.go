@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -40,6 +41,23 @@ type fakeVault struct {
 	kv       map[string]map[string]any
 	fail     func(call string) error // an error to return instead of answering (nil: answer)
 	jwtOK    func(jwt string) bool   // which service-account tokens log in (nil: any)
+	hang     func(call string) bool  // calls that hang until their context ends
+}
+
+// hangs waits out ctx when call is to hang (f.mu is not held); a call
+// whose context has ended fails, as over the network.
+func (f *fakeVault) hangs(ctx context.Context, call string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	h := f.hang != nil && f.hang(call)
+	f.mu.Unlock()
+	if !h {
+		return nil
+	}
+	<-ctx.Done()
+	return ctx.Err()
 }
 
 type fakeToken struct{ expires time.Time }
@@ -130,7 +148,10 @@ func (f *fakeVault) RenewSelf(context.Context) (time.Duration, bool, error) {
 	return ttl, true, nil
 }
 
-func (f *fakeVault) RevokeSelf(context.Context) error {
+func (f *fakeVault) RevokeSelf(ctx context.Context) error {
+	if err := f.hangs(ctx, "revoke-self"); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.record("revoke-self"); err != nil {
@@ -203,7 +224,13 @@ func (f *fakeVault) RenewLease(_ context.Context, id string, increment time.Dura
 	return l.expires.Sub(now), nil
 }
 
-func (f *fakeVault) RevokeLease(_ context.Context, id string) error {
+func (f *fakeVault) RevokeLease(ctx context.Context, id string) error {
+	if err := f.hangs(ctx, "revoke-lease "+id); err != nil {
+		f.mu.Lock()
+		f.calls = append(f.calls, "revoke-lease "+id+" (timed out)")
+		f.mu.Unlock()
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.record("revoke-lease " + id); err != nil {
@@ -290,6 +317,25 @@ type testAgent struct {
 	vault *fakeVault
 	files *memFiles
 	state *memFiles
+	logs  *syncBuffer
+}
+
+// syncBuffer is the agent's log, for a test to read.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func newTestAgent(t *testing.T, mode string, annotations map[string]string) *testAgent {
@@ -300,7 +346,9 @@ func newTestAgent(t *testing.T, mode string, annotations map[string]string) *tes
 	}
 	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	cfg := config{Mode: mode, VaultAddr: "http://vault.invalid:8200", Role: "app", TokenFile: "/nonexistent/token",
-		SecretsDir: "/secrets", StateDir: "/state", Spec: sp, Log: quietLog(), Clock: clk}
+		SecretsDir: "/secrets", StateDir: "/state", Spec: sp, Clock: clk}
+	logs := &syncBuffer{}
+	cfg.Log = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg.defaults()
 	if err := cfg.validate(); err != nil {
 		t.Fatal(err)
@@ -311,7 +359,15 @@ func newTestAgent(t *testing.T, mode string, annotations map[string]string) *tes
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testAgent{agent: a, clock: clk, vault: v, files: files, state: st}
+	// Whatever the test did: no secret value or Vault token in any log line.
+	t.Cleanup(func() {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(line, "planted-") || strings.Contains(line, "s.token-") || strings.Contains(line, "s.saved") {
+				t.Errorf("a secret value or token in the log: %s", line)
+			}
+		}
+	})
+	return &testAgent{agent: a, clock: clk, vault: v, files: files, state: st, logs: logs}
 }
 
 // errBoom is a failure with no answer from Vault (transient).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -587,5 +588,59 @@ func TestARestartWithAnInvalidSavedTokenReloadsTheApp(t *testing.T) {
 				t.Error("the app was not reloaded after its file was rewritten")
 			}
 		})
+	}
+}
+
+// One slow lease revocation does not use the grace the token's needs, and
+// the log says exactly what was and was not revoked.
+func TestShutdownRevokesTheTokenWithinTheGraceWhenALeaseHangs(t *testing.T) {
+	ta := newTestAgent(t, modeSidecar, map[string]string{dbSecret: "database/creds/app", "ramvault.io/secret-slow": "database/creds/slow"})
+	ta.cfg.ShutdownGrace = 400 * time.Millisecond
+	ta.vault.hang = func(call string) bool { return strings.HasPrefix(call, "revoke-lease database/creds/slow/") }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ta.Run(ctx) }()
+	ta.settle(t)
+	start := time.Now()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > ta.cfg.ShutdownGrace+200*time.Millisecond {
+		t.Errorf("shutdown took %s; the grace is %s", took, ta.cfg.ShutdownGrace)
+	}
+	if ta.vault.count("revoke-self") != 1 {
+		t.Fatal("the token was not revoked")
+	}
+	var summary map[string]any
+	for _, line := range strings.Split(ta.logs.String(), "\n") {
+		if strings.Contains(line, `"msg":"shut down`) {
+			if err := json.Unmarshal([]byte(line), &summary); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if summary["msg"] != "shut down: token revoked" || summary["token_revoked"] != true ||
+		fmt.Sprint(summary["leases_revoked"]) != "[db]" || fmt.Sprint(summary["leases_not_revoked"]) != "[slow]" {
+		t.Errorf("shutdown log %v; want the token revoked, db revoked, slow not", summary)
+	}
+}
+
+// A token that cannot be revoked is not said to be.
+func TestShutdownSaysWhenTheTokenWasNotRevoked(t *testing.T) {
+	ta := newTestAgent(t, modeSidecar, map[string]string{dbSecret: "database/creds/app"})
+	ta.cfg.ShutdownGrace = 200 * time.Millisecond
+	ta.vault.hang = func(call string) bool { return call == "revoke-self" }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ta.Run(ctx) }()
+	ta.settle(t)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	logs := ta.logs.String()
+	if strings.Contains(logs, "shut down: token revoked") || !strings.Contains(logs, "shut down: token NOT revoked") || !strings.Contains(logs, `"token_revoked":false`) {
+		t.Errorf("log:\n%s", logs)
 	}
 }
