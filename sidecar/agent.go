@@ -259,6 +259,19 @@ func (a *agent) shutdown() {
 			mu.Unlock()
 		})
 	}
+	// Tokens a new login replaced, still in their grace: revoked now too.
+	var retiredRevoked, retiredNot atomic.Int32
+	for _, old := range a.token.takeRetired() {
+		wg.Go(func() {
+			cctx, c := context.WithTimeout(leaseCtx, min(a.cfg.CallTimeout, leaseRevokeTimeout))
+			defer c()
+			if a.token.revokeWithin(cctx, old) {
+				retiredRevoked.Add(1)
+			} else {
+				retiredNot.Add(1)
+			}
+		})
+	}
 	wg.Wait()
 	slices.SortFunc(results, func(x, y result) int { return strings.Compare(x.name, y.name) })
 	revoked, notRevoked := []string{}, []string{}
@@ -292,7 +305,7 @@ func (a *agent) shutdown() {
 	if err := a.store.Clear(); err != nil {
 		a.log.Warn("clearing agent state failed", "err", err)
 	}
-	kv := []any{"leases_revoked_explicitly", len(revoked), "leases_revoked", revoked, "leases_not_revoked", notRevoked, "token_revoked", tokenRevoked, "took", time.Since(start).Round(time.Millisecond).String()}
+	kv := []any{"leases_revoked_explicitly", len(revoked), "leases_revoked", revoked, "leases_not_revoked", notRevoked, "token_revoked", tokenRevoked, "previous_tokens_revoked", retiredRevoked.Load(), "previous_tokens_not_revoked", retiredNot.Load(), "took", time.Since(start).Round(time.Millisecond).String()}
 	switch {
 	case tokenRevoked:
 		a.log.Info("shut down: token revoked", kv...)

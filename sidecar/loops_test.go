@@ -189,13 +189,15 @@ func TestATokenThatCanNoLongerBeRenewedLeadsToANewLoginAndReissue(t *testing.T) 
 			if got := ta.token.current(); got != "s.token-2" || ta.store.Token().Token != "s.token-2" {
 				t.Errorf("token in use %q, saved %q; want the new one", got, ta.store.Token().Token)
 			}
-			// The old token is revoked (in the background).
-			deadline := time.Now().Add(5 * time.Second)
-			for ta.vault.count("revoke-token s.token-1") == 0 && time.Now().Before(deadline) {
-				time.Sleep(time.Millisecond)
+			// The old token stays valid for the app to move, then is revoked.
+			if ta.vault.count("revoke-token ") != 0 {
+				t.Fatal("the old token was revoked right after the new login")
+			}
+			if d := ta.step(t); d != 2*time.Minute {
+				t.Errorf("next wait %s, want the old token's 2m grace", d)
 			}
 			if ta.vault.count("revoke-token s.token-1") != 1 {
-				t.Error("the old token was not revoked")
+				t.Error("the old token was not revoked after its grace")
 			}
 		})
 	}
@@ -642,5 +644,30 @@ func TestShutdownSaysWhenTheTokenWasNotRevoked(t *testing.T) {
 	logs := ta.logs.String()
 	if strings.Contains(logs, "shut down: token revoked") || !strings.Contains(logs, "shut down: token NOT revoked") || !strings.Contains(logs, `"token_revoked":false`) {
 		t.Errorf("log:\n%s", logs)
+	}
+}
+
+// A shutdown during the old token's grace revokes it too.
+func TestShutdownRevokesATokenStillInItsGrace(t *testing.T) {
+	ta := newTestAgent(t, modeSidecar, map[string]string{dbSecret: "database/creds/app"})
+	ta.vault.renewTTL = 10 * time.Minute // the token cannot be extended: a new login at ~40m
+	ta.vault.leaseTTL, ta.vault.leaseMax = 24*time.Hour, 48*time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ta.Run(ctx) }()
+	ta.settle(t)
+	ta.step(t)
+	if ta.vault.count("login") != 2 || ta.vault.count("revoke-token ") != 0 {
+		t.Fatalf("calls %v", ta.vault.calls)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if ta.vault.count("revoke-token s.token-1") != 1 || ta.vault.count("revoke-self") != 1 {
+		t.Errorf("calls %v; want the old token and the current one revoked", ta.vault.calls)
+	}
+	if !strings.Contains(ta.logs.String(), `"previous_tokens_revoked":1`) {
+		t.Error("the shutdown log does not count the previous token")
 	}
 }

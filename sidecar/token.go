@@ -29,6 +29,63 @@ type session struct {
 	issued     time.Time     // of the last login or renewal
 	granted    time.Duration // TTL then; 0: does not expire
 	lastReauth time.Time
+	retired    map[string]bool // tokens a new login replaced, not revoked yet
+}
+
+// oldTokenGrace is how long a token replaced by a planned new login (and
+// the leases made with it, which end with it) stays valid after the app was
+// reloaded onto the new credentials: an app that reconnects lazily, or a
+// restart the kubelet takes its time over, still has working credentials
+// meanwhile. Then it is revoked; at shutdown, at once.
+const oldTokenGrace = 2 * time.Minute
+
+// retire keeps old valid for oldTokenGrace, then revokes it (unless ctx
+// ends first: shutdown revokes it then).
+func (a *agent) retire(ctx context.Context, old string) {
+	if old == "" || old == a.token.current() {
+		return
+	}
+	a.token.mu.Lock()
+	if a.token.retired == nil {
+		a.token.retired = map[string]bool{}
+	}
+	a.token.retired[old] = true
+	a.token.mu.Unlock()
+	a.log.Info("previous vault token kept valid for the app to move to the new credentials", "revoked_in", oldTokenGrace.String())
+	go func() {
+		t := a.clock.NewTimer(oldTokenGrace)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if a.token.unretire(old) {
+			a.token.revoke(old)
+		}
+	}()
+}
+
+// unretire takes a retired token off the list; it reports whether it was on
+// it (so it is revoked once).
+func (t *session) unretire(tok string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ok := t.retired[tok]
+	delete(t.retired, tok)
+	return ok
+}
+
+// takeRetired empties the list of retired tokens and returns it.
+func (t *session) takeRetired() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]string, 0, len(t.retired))
+	for tok := range t.retired {
+		out = append(out, tok)
+	}
+	clear(t.retired)
+	return out
 }
 
 // ensure loads the saved state and keeps its token if Vault still honours
@@ -155,14 +212,21 @@ func (t *session) reloginIfInvalid(ctx context.Context, cause error) bool {
 // revoke revokes a token a new login replaced (and the leases made with
 // it), unless it is the current one.
 func (t *session) revoke(token string) {
-	if token == "" || token == t.current() {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.CallTimeout)
 	defer cancel()
+	t.revokeWithin(ctx, token)
+}
+
+func (t *session) revokeWithin(ctx context.Context, token string) bool {
+	if token == "" || token == t.current() {
+		return false
+	}
 	if err := t.vault.RevokeToken(ctx, token); err != nil {
 		t.log.Warn("revoking the previous vault token failed; it expires on its own", "err", err)
+		return false
 	}
+	t.log.Info("previous vault token revoked")
+	return true
 }
 
 // tokenLoop renews the agent's Vault token at about 2/3 of its TTL and logs
@@ -206,7 +270,8 @@ func (a *agent) tokenLoop(ctx context.Context) {
 			return
 		}
 		a.reissueLeased(ctx)
-		// The old token's leases were replaced; revoke it (and them).
-		go a.token.revoke(oldToken)
+		// The old token's leases were replaced and the app reloaded:
+		// revoke it (and them) once the app had time to move.
+		a.retire(ctx, oldToken)
 	}
 }
