@@ -94,7 +94,7 @@ func assemble(cfg config, v vaultClient, files secretFiles, store *state.Store) 
 	a := &agent{cfg: cfg, log: cfg.Log, clock: cfg.Clock, vault: v, files: files, store: store,
 		renderers: map[string]*render.Renderer{}, metrics: m, rotated: newRotation(), relogged: newRotation()}
 	for _, s := range cfg.Spec.Secrets {
-		r, err := render.New(s)
+		r, err := render.New(s, render.Limits{Clock: cfg.Clock})
 		if err != nil {
 			return nil, err
 		}

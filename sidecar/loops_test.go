@@ -671,3 +671,25 @@ func TestShutdownRevokesATokenStillInItsGrace(t *testing.T) {
 		t.Error("the shutdown log does not count the previous token")
 	}
 }
+
+// A template that fails on the value it is given: the value is in neither
+// the error the init container exits with (its termination message) nor
+// the log (the log scan of newTestAgent).
+func TestATemplateErrorKeepsTheValueOutOfErrorsAndLogs(t *testing.T) {
+	ta := newTestAgent(t, modeInit, map[string]string{dbSecret: "database/creds/app",
+		"ramvault.io/template-db": `{{ range .Data.password }}{{ . }}{{ end }}`})
+	ta.cfg.InitDeadline = 100 * time.Millisecond
+	err := ta.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "secrets not written within") {
+		t.Fatalf("err %v", err)
+	}
+	if strings.Contains(err.Error(), "planted-") {
+		t.Errorf("the value is in the error: %v", err)
+	}
+	if !strings.Contains(err.Error(), `template of secret "db"`) || !strings.Contains(err.Error(), "<.Data.password>") {
+		t.Errorf("the error does not say where: %v", err)
+	}
+	if !strings.Contains(ta.logs.String(), "range can't iterate over this value") {
+		t.Error("the retries did not log the error")
+	}
+}

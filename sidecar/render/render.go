@@ -3,7 +3,6 @@
 package render
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ramvault/ramvault/pkg/spec"
+	"github.com/ramvault/ramvault/sidecar/clock"
 )
 
 // Renderer turns one secret's data into file content, in the secret's
@@ -20,7 +20,22 @@ import (
 type Renderer struct {
 	secret spec.Secret
 	tmpl   *template.Template
+	limits Limits
 }
+
+// Limits bound what a template may cost.
+type Limits struct {
+	MaxBytes int           // of the output; 0: DefaultMaxBytes
+	Timeout  time.Duration // of one execution; 0: DefaultTimeout
+	Clock    clock.Clock   // the timeout's; nil: the real clock
+}
+
+// Defaults of Limits: a secret file is a few KiB; a template renders in
+// microseconds.
+const (
+	DefaultMaxBytes = 1 << 20
+	DefaultTimeout  = time.Second
+)
 
 // Input is what a secret renders from: the data Vault returned and its lease.
 type Input struct {
@@ -31,8 +46,17 @@ type Input struct {
 }
 
 // New is the renderer of s; it fails on a template that does not parse.
-func New(s spec.Secret) (*Renderer, error) {
-	r := &Renderer{secret: s}
+func New(s spec.Secret, l Limits) (*Renderer, error) {
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = DefaultMaxBytes
+	}
+	if l.Timeout <= 0 {
+		l.Timeout = DefaultTimeout
+	}
+	if l.Clock == nil {
+		l.Clock = clock.Real()
+	}
+	r := &Renderer{secret: s, limits: l}
 	if s.Format == spec.FormatTemplate {
 		t, err := template.New(s.Name).Option("missingkey=error").Funcs(spec.TemplateFuncs()).Parse(s.Template)
 		if err != nil {
@@ -55,12 +79,7 @@ type templateData struct {
 func (r *Renderer) Render(f Input) ([]byte, error) {
 	switch r.secret.Format {
 	case spec.FormatTemplate:
-		var b bytes.Buffer
-		err := r.tmpl.Execute(&b, templateData{Data: f.Data, LeaseID: f.LeaseID, LeaseDuration: int64(f.LeaseDuration.Seconds()), Renewable: f.Renewable})
-		if err != nil {
-			return nil, fmt.Errorf("render template of secret %q: %w", r.secret.Name, err)
-		}
-		return b.Bytes(), nil
+		return r.execute(templateData{Data: f.Data, LeaseID: f.LeaseID, LeaseDuration: int64(f.LeaseDuration.Seconds()), Renewable: f.Renewable})
 	case spec.FormatRaw:
 		v, ok := f.Data[r.secret.Key]
 		if !ok {

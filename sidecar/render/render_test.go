@@ -25,7 +25,7 @@ func TestRenderFormats(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.s.Name = "s"
-			r, err := New(tc.s)
+			r, err := New(tc.s, Limits{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -42,12 +42,12 @@ func TestRenderFormats(t *testing.T) {
 
 func TestRenderErrorsNameTheProblemNotTheValues(t *testing.T) {
 	data := map[string]any{"password": "hunter2"}
-	r, _ := New(spec.Secret{Name: "db", Format: spec.FormatRaw, Key: "pass"})
+	r, _ := New(spec.Secret{Name: "db", Format: spec.FormatRaw, Key: "pass"}, Limits{})
 	_, err := r.Render(Input{Data: data})
 	if err == nil || !strings.Contains(err.Error(), `no key "pass"`) || !strings.Contains(err.Error(), "ramvault.io/key-db") || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("err = %v", err)
 	}
-	r, _ = New(spec.Secret{Name: "db", Format: spec.FormatTemplate, Template: `{{ .Data.missing }}`})
+	r, _ = New(spec.Secret{Name: "db", Format: spec.FormatTemplate, Template: `{{ .Data.missing }}`}, Limits{})
 	if _, err := r.Render(Input{Data: data}); err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("missing key in template: err = %v", err)
 	}
