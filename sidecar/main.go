@@ -41,7 +41,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "ramvault-agent:", err)
 		return 2
 	}
-	a, err := New(cfg)
+	a, err := newAgent(cfg)
 	if err != nil {
 		cfg.Log.Error("cannot start", "err", err)
 		return 2
@@ -53,12 +53,12 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	return 0
 }
 
-func parseFlags(args []string, stderr io.Writer) (Config, error) {
-	var c Config
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
 	var annotations, logFormat string
 	fs := flag.NewFlagSet("ramvault-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.Mode, spec.FlagMode, ModeSidecar, "init: write every secret once and exit; sidecar: keep them fresh until SIGTERM, then revoke")
+	fs.StringVar(&c.Mode, spec.FlagMode, modeSidecar, "init: write every secret once and exit; sidecar: keep them fresh until SIGTERM, then revoke")
 	fs.StringVar(&c.VaultAddr, spec.FlagVaultAddr, "", "Vault address (ramvault.io/vault-addr wins)")
 	fs.StringVar(&c.CACert, spec.FlagVaultCACert, "", "PEM file of the CA that signs Vault's certificate (default: system roots)")
 	fs.StringVar(&c.TLSServerName, spec.FlagVaultTLSName, "", "server name to verify Vault's certificate against")

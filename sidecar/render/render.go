@@ -1,26 +1,62 @@
-package sidecar
+// Package render turns a secret's data into the content of its file: json,
+// yaml, dotenv, properties, one raw value, or a template.
+package render
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
 	"text/template"
+	"time"
 
 	"github.com/ramvault/ramvault/pkg/spec"
+	"github.com/ramvault/ramvault/sidecar/clock"
 )
 
-// renderer turns a fetched secret into file content. Templates are parsed
-// once, at start.
-type renderer struct {
+// Renderer turns one secret's data into file content, in the secret's
+// format. Templates are parsed once, by New.
+type Renderer struct {
 	secret spec.Secret
 	tmpl   *template.Template
+	limits Limits
 }
 
-func newRenderer(s spec.Secret) (*renderer, error) {
-	r := &renderer{secret: s}
+// Limits bound what a template may cost.
+type Limits struct {
+	MaxBytes int           // of the output; 0: DefaultMaxBytes
+	Timeout  time.Duration // of one execution; 0: DefaultTimeout
+	Clock    clock.Clock   // the timeout's; nil: the real clock
+}
+
+// Defaults of Limits: a secret file is a few KiB; a template renders in
+// microseconds.
+const (
+	DefaultMaxBytes = 1 << 20
+	DefaultTimeout  = time.Second
+)
+
+// Input is what a secret renders from: the data Vault returned and its lease.
+type Input struct {
+	Data          map[string]any
+	LeaseID       string
+	LeaseDuration time.Duration
+	Renewable     bool
+}
+
+// New is the renderer of s; it fails on a template that does not parse.
+func New(s spec.Secret, l Limits) (*Renderer, error) {
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = DefaultMaxBytes
+	}
+	if l.Timeout <= 0 {
+		l.Timeout = DefaultTimeout
+	}
+	if l.Clock == nil {
+		l.Clock = clock.Real()
+	}
+	r := &Renderer{secret: s, limits: l}
 	if s.Format == spec.FormatTemplate {
 		t, err := template.New(s.Name).Option("missingkey=error").Funcs(spec.TemplateFuncs()).Parse(s.Template)
 		if err != nil {
@@ -39,16 +75,11 @@ type templateData struct {
 	Renewable     bool
 }
 
-// render returns the file content. Errors never include secret values.
-func (r *renderer) render(f *fetched) ([]byte, error) {
+// Render returns the file content. Errors never include secret values.
+func (r *Renderer) Render(f Input) ([]byte, error) {
 	switch r.secret.Format {
 	case spec.FormatTemplate:
-		var b bytes.Buffer
-		err := r.tmpl.Execute(&b, templateData{Data: f.Data, LeaseID: f.LeaseID, LeaseDuration: int64(f.LeaseDuration.Seconds()), Renewable: f.Renewable})
-		if err != nil {
-			return nil, fmt.Errorf("render template of secret %q: %w", r.secret.Name, err)
-		}
-		return b.Bytes(), nil
+		return r.execute(templateData{Data: f.Data, LeaseID: f.LeaseID, LeaseDuration: int64(f.LeaseDuration.Seconds()), Renewable: f.Renewable})
 	case spec.FormatRaw:
 		v, ok := f.Data[r.secret.Key]
 		if !ok {

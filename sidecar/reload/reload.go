@@ -1,4 +1,7 @@
-package sidecar
+// Package reload tells the app that its secret files changed: a signal to
+// its processes, a POST to its reload URL, or one failing liveness probe so
+// the kubelet restarts it.
+package reload
 
 import (
 	"context"
@@ -6,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,29 +17,50 @@ import (
 	"time"
 
 	"github.com/ramvault/ramvault/pkg/spec"
+	"github.com/ramvault/ramvault/sidecar/clock"
 )
 
-// reloader tells the app about new secrets.
-type reloader struct {
+// Options configure a Reloader.
+type Options struct {
+	Log           *slog.Logger
+	SignalProcess string      // the process name signal:<SIG> reloads
+	Clock         clock.Clock // waits between the tries of an http reload
+	// Observe, when set, is told the result of every reload, by kind.
+	Observe func(kind string, err error)
+}
+
+// Reloader tells the app about new secrets.
+type Reloader struct {
 	log           *slog.Logger
 	signalProcess string
 	procDir       string // /proc; a test may point elsewhere
 	http          *http.Client
-	metrics       *metrics
+	clock         clock.Clock
+	observe       func(kind string, err error)
 
 	mu         sync.Mutex
 	restartGen int            // bumped by each "restart" reload
 	acked      map[string]int // per app container: the generation its probe last failed for
 }
 
-func newReloader(log *slog.Logger, signalProcess string, m *metrics) *reloader {
-	return &reloader{log: log, signalProcess: signalProcess, procDir: "/proc", metrics: m,
+// New is a Reloader; a nil Clock is the real one, a nil Log discards.
+func New(o Options) *Reloader {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real()
+	}
+	if o.Observe == nil {
+		o.Observe = func(string, error) {}
+	}
+	return &Reloader{log: o.Log, signalProcess: o.SignalProcess, procDir: "/proc", clock: o.Clock, observe: o.Observe,
 		http: &http.Client{Timeout: 5 * time.Second}}
 }
 
-// reload performs each distinct reload once; it runs after every file of a
+// Reload performs each distinct reload once; it runs after every file of a
 // rotation is written.
-func (r *reloader) reload(ctx context.Context, rs []spec.Reload) {
+func (r *Reloader) Reload(ctx context.Context, rs []spec.Reload) {
 	seen := map[string]bool{}
 	for _, rl := range rs {
 		if rl.Kind == "" || rl.Kind == spec.ReloadNone || seen[rl.String()] {
@@ -43,7 +68,7 @@ func (r *reloader) reload(ctx context.Context, rs []spec.Reload) {
 		}
 		seen[rl.String()] = true
 		err := r.one(ctx, rl)
-		r.metrics.reload(string(rl.Kind), err)
+		r.observe(string(rl.Kind), err)
 		if err != nil {
 			r.log.Error("reload failed", "reload", rl.String(), "err", err)
 		} else {
@@ -52,7 +77,7 @@ func (r *reloader) reload(ctx context.Context, rs []spec.Reload) {
 	}
 }
 
-func (r *reloader) one(ctx context.Context, rl spec.Reload) error {
+func (r *Reloader) one(ctx context.Context, rl spec.Reload) error {
 	switch rl.Kind {
 	case spec.ReloadSignal:
 		return r.signal(rl.Signal)
@@ -69,7 +94,7 @@ func (r *reloader) one(ctx context.Context, rl spec.Reload) error {
 
 // signal sends sig to every process named r.signalProcess visible in the
 // shared process namespace (other than the agent itself).
-func (r *reloader) signal(sig syscall.Signal) error {
+func (r *Reloader) signal(sig syscall.Signal) error {
 	if r.signalProcess == "" {
 		return fmt.Errorf("no process name to signal: set ramvault.io/signal-process")
 	}
@@ -84,7 +109,7 @@ func (r *reloader) signal(sig syscall.Signal) error {
 		if err != nil || pid == self {
 			continue
 		}
-		comm, err := os.ReadFile(r.procDir + "/" + e.Name() + "/comm")
+		comm, err := os.ReadFile(filepath.Join(r.procDir, e.Name(), "comm"))
 		if err != nil || strings.TrimSpace(string(comm)) != r.signalProcess {
 			continue
 		}
@@ -100,7 +125,7 @@ func (r *reloader) signal(sig syscall.Signal) error {
 }
 
 // post POSTs to the app's reload URL, retrying a few times.
-func (r *reloader) post(ctx context.Context, url string) error {
+func (r *Reloader) post(ctx context.Context, url string) error {
 	var last error
 	for attempt, wait := 0, 200*time.Millisecond; attempt < 5; attempt, wait = attempt+1, wait*2 {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
@@ -119,16 +144,16 @@ func (r *reloader) post(ctx context.Context, url string) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(wait):
+		case <-r.clock.After(wait):
 		}
 	}
 	return last
 }
 
-// shouldRestart reports, once per "restart" reload, that the named app
+// ShouldRestart reports, once per "restart" reload, that the named app
 // container's liveness probe must fail so the kubelet restarts it. A
 // container seen for the first time starts at the current generation.
-func (r *reloader) shouldRestart(container string) bool {
+func (r *Reloader) ShouldRestart(container string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.acked == nil {

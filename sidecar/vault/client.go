@@ -1,4 +1,9 @@
-package sidecar
+// Package vault is the agent's Vault client: the few calls the agent makes
+// (log in, read or write a secret, renew and revoke leases and its token),
+// each under the caller's context. Requests go through
+// github.com/hashicorp/vault/api; the answers are decoded here, keeping
+// numbers exactly as Vault sent them.
+package vault
 
 import (
 	"bytes"
@@ -18,17 +23,16 @@ import (
 	"sync"
 	"time"
 
-	vault "github.com/hashicorp/vault/api"
+	vaultapi "github.com/hashicorp/vault/api"
 )
 
-// vaultAPI is the agent's view of Vault: every call takes its own context
-// (the caller bounds it with a timeout). Requests go through
-// github.com/hashicorp/vault/api (its client: address, TLS, namespace and
-// token headers, redirects, the Vault error envelope); the agent decodes the
-// answers itself, keeping numbers exactly as Vault sent them.
-type vaultAPI struct {
-	c    *vault.Client // carries the Vault token
-	anon *vault.Client // no token: logins
+// Client is the agent's view of Vault: every call takes its own context
+// (the caller bounds it with a timeout). The Vault client library brings the
+// address, TLS, namespace and token headers, redirects and the Vault error
+// envelope; the answers are decoded here.
+type Client struct {
+	c    lib // carries the Vault token
+	anon lib // no token: logins
 
 	mu     sync.Mutex
 	mounts map[string]mountInfo     // KV detection cache by secret path
@@ -40,8 +44,8 @@ type mountInfo struct {
 	mount     string
 }
 
-// fetched is one secret as Vault returned it.
-type fetched struct {
+// Secret is one secret as Vault returned it.
+type Secret struct {
 	Data          map[string]any
 	LeaseID       string
 	LeaseDuration time.Duration
@@ -50,54 +54,86 @@ type fetched struct {
 	NotAfter      time.Time // certificate expiry for PKI responses
 }
 
-// secret is Vault's response envelope. Numbers inside data stay
+// envelope is Vault's response envelope. Numbers inside data stay
 // json.Number, so they render exactly as Vault sent them.
-type secret struct {
+type envelope struct {
 	LeaseID       string         `json:"lease_id"`
 	LeaseDuration int64          `json:"lease_duration"`
 	Renewable     bool           `json:"renewable"`
 	Data          map[string]any `json:"data"`
 	Warnings      []string       `json:"warnings"`
-	Auth          *secretAuth    `json:"auth"`
+	Auth          *Auth          `json:"auth"`
 }
 
-type secretAuth struct {
+// Auth is the token a login returned.
+type Auth struct {
 	ClientToken   string   `json:"client_token"`
 	Policies      []string `json:"policies"`
 	LeaseDuration int64    `json:"lease_duration"`
 	Renewable     bool     `json:"renewable"`
 }
 
-// responseError is a Vault answer outside 2xx/3xx. Its message carries the
+// ResponseError is a Vault answer outside 2xx/3xx. Its message carries the
 // method, path and Vault's own error strings; never a body we sent.
-type responseError struct {
+type ResponseError struct {
 	Method     string
 	Path       string
 	StatusCode int
 	Errors     []string
+	RetryAfter string // the Retry-After header of a 429 or 503, as sent
 }
 
-func (e *responseError) Error() string {
+// RetryAfter is how long Vault asked the agent to wait before it asks again
+// (the Retry-After of a 429 or 503, in seconds or as a date), or 0.
+func RetryAfter(err error, now time.Time) time.Duration {
+	var re *ResponseError
+	if !errors.As(err, &re) || re.RetryAfter == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(strings.TrimSpace(re.RetryAfter), 10, 64); err == nil {
+		if n <= 0 || n > int64(24*time.Hour/time.Second) {
+			return 0
+		}
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(re.RetryAfter); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+func (e *ResponseError) Error() string {
 	return fmt.Sprintf("vault %s %s: %d %s: %s", e.Method, e.Path, e.StatusCode, http.StatusText(e.StatusCode), strings.Join(e.Errors, "; "))
 }
 
-func newVaultAPI(cfg Config) (*vaultAPI, error) {
-	u, err := url.Parse(cfg.VaultAddr)
+// Options configure a Client. Only these configure it: not VAULT_TOKEN,
+// VAULT_NAMESPACE, VAULT_CACERT or the rest of the Vault CLI's environment.
+type Options struct {
+	Addr          string // http(s)://host[:port]
+	CACert        string // PEM file of the CA that signs Vault's certificate; "" for the system roots
+	TLSServerName string
+	Namespace     string
+	Timeout       time.Duration // of each request, as a last resort (callers bound each call)
+}
+
+// New is a Client for Vault at o.Addr, with no token yet.
+func New(o Options) (*Client, error) {
+	u, err := url.Parse(o.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("--vault-addr %q: %w", cfg.VaultAddr, err)
+		return nil, fmt.Errorf("--vault-addr %q: %w", o.Addr, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("--vault-addr %q: want http(s)://host[:port]", cfg.VaultAddr)
+		return nil, fmt.Errorf("--vault-addr %q: want http(s)://host[:port]", o.Addr)
 	}
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.TLSServerName}
-	if cfg.CACert != "" {
-		pem, err := os.ReadFile(cfg.CACert)
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.TLSServerName}
+	if o.CACert != "" {
+		pem, err := os.ReadFile(o.CACert)
 		if err != nil {
 			return nil, fmt.Errorf("vault TLS settings: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("vault TLS settings: no PEM certificate in %s", cfg.CACert)
+			return nil, fmt.Errorf("vault TLS settings: no PEM certificate in %s", o.CACert)
 		}
 		tlsCfg.RootCAs = pool
 	}
@@ -116,11 +152,11 @@ func newVaultAPI(cfg Config) (*vaultAPI, error) {
 		MaxIdleConnsPerHost: 32,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	client := func() (*vault.Client, error) {
-		c, err := vault.NewClient(&vault.Config{
-			Address:    cfg.VaultAddr,
-			HttpClient: &http.Client{Transport: tr, CheckRedirect: oneRedirect},
-			Timeout:    cfg.CallTimeout,
+	client := func() (*vaultapi.Client, error) {
+		c, err := vaultapi.NewClient(&vaultapi.Config{
+			Address:    o.Addr,
+			HttpClient: &http.Client{Transport: limitErrorBodies{tr}, CheckRedirect: oneRedirect},
+			Timeout:    o.Timeout,
 			MaxRetries: 0, // the agent retries with its own backoff
 		})
 		if err != nil {
@@ -130,59 +166,134 @@ func newVaultAPI(cfg Config) (*vaultAPI, error) {
 		// or VAULT_NAMESPACE from its environment.
 		c.ClearToken()
 		c.ClearNamespace()
-		if cfg.VaultNamespace != "" {
-			c.SetNamespace(cfg.VaultNamespace)
+		if o.Namespace != "" {
+			c.SetNamespace(o.Namespace)
 		}
 		return c, nil
 	}
-	v := &vaultAPI{mounts: map[string]mountInfo{}, asking: map[string]chan struct{}{}}
-	if v.c, err = client(); err != nil {
+	v := &Client{mounts: map[string]mountInfo{}, asking: map[string]chan struct{}{}}
+	c, err := client()
+	if err != nil {
 		return nil, err
 	}
-	if v.anon, err = client(); err != nil {
+	anon, err := client()
+	if err != nil {
 		return nil, err
 	}
+	v.c, v.anon = libOf(c), libOf(anon)
 	return v, nil
 }
 
-// oneRedirect follows one redirect (an HA standby pointing at the active
-// node), never from https to http.
+// maxErrorBody is how much of an error answer is read. Vault's own errors
+// are a few hundred bytes; a proxy's error page can be anything (a 100 MiB
+// one took the agent to 873 MiB: the Vault client library copies an error
+// body whole before the agent sees it).
+const maxErrorBody = 64 << 10
+
+// maxErrorText is how much of an error body that is not Vault's JSON
+// envelope goes into the error (and so the log).
+const maxErrorText = 512
+
+// limitErrorBodies cuts the body of every answer outside 2xx/3xx to
+// maxErrorBody, under the library's reading.
+type limitErrorBodies struct{ next http.RoundTripper }
+
+func (l limitErrorBodies) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := l.next.RoundTrip(req)
+	if err == nil && (resp.StatusCode < 200 || resp.StatusCode >= 400) {
+		resp.Body = limitedBody{io.LimitReader(resp.Body, maxErrorBody), resp.Body}
+		resp.ContentLength = -1
+	}
+	return resp, err
+}
+
+type limitedBody struct {
+	io.Reader
+	io.Closer
+}
+
+// oneRedirect follows one redirect, to the same host (scheme, host and
+// port), never from https to http. Another host would receive the Vault
+// token (net/http forwards X-Vault-Token, unlike Authorization) or, for a
+// login, the service-account token in the re-sent body. An HA standby that
+// redirects to the active node instead of forwarding is refused: point
+// --vault-addr at the active node or at a load balancer in front of them.
 func oneRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) > 1 {
 		return errors.New("vault redirected more than once")
 	}
-	if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
+	from := via[0].URL
+	if from.Scheme == "https" && req.URL.Scheme != "https" {
 		return errors.New("vault redirect would downgrade https to http")
+	}
+	if req.URL.Scheme != from.Scheme || req.URL.Host != from.Host {
+		return fmt.Errorf("vault redirected to another host (%s://%s); the agent does not send its token there: set --vault-addr (or ramvault.io/vault-addr) to the address that answers", req.URL.Scheme, req.URL.Host)
 	}
 	return nil
 }
 
-// withToken is a client for another token sharing the same connections.
-func (v *vaultAPI) withToken(t string) *vaultAPI {
-	c, err := v.c.Clone() // same configuration and connections, no token
-	if err != nil {
-		c = v.c
-	}
-	c.SetToken(t)
-	return &vaultAPI{c: c, anon: v.anon, mounts: map[string]mountInfo{}, asking: map[string]chan struct{}{}}
+// lib is the Vault client library's client, held as the functions the agent
+// calls. Not as a *vaultapi.Client: the agent holds its Client through an
+// interface and links text/template (whose reflective method calls keep
+// every exported method of every type reachable from a type put in an
+// interface), so a field of that type kept all of vaultapi's Sys, Logical,
+// TokenAuth… methods: 740 KB more in the stripped binary (9.95 MB → 10.69 MB; 9.99 MB this way).
+type lib struct {
+	read     func(ctx context.Context, path string) (*http.Response, error)
+	write    func(ctx context.Context, path string, body []byte) (*http.Response, error)
+	setToken func(token string)
+	clone    func() lib // same configuration and connections, no token
 }
 
-func (v *vaultAPI) setToken(t string) { v.c.SetToken(t) }
+func libOf(c *vaultapi.Client) lib {
+	unwrap := func(r *vaultapi.Response, err error) (*http.Response, error) {
+		if r == nil {
+			return nil, err
+		}
+		return r.Response, err
+	}
+	return lib{
+		read: func(ctx context.Context, path string) (*http.Response, error) {
+			return unwrap(c.Logical().ReadRawWithContext(ctx, path))
+		},
+		write: func(ctx context.Context, path string, body []byte) (*http.Response, error) {
+			return unwrap(c.Logical().WriteRawWithContext(ctx, path, body))
+		},
+		setToken: c.SetToken,
+		clone: func() lib {
+			cc, err := c.Clone()
+			if err != nil {
+				cc = c
+			}
+			return libOf(cc)
+		},
+	}
+}
+
+// withToken is a client for another token sharing the same connections.
+func (v *Client) withToken(t string) *Client {
+	c := v.c.clone()
+	c.setToken(t)
+	return &Client{c: c, anon: v.anon, mounts: map[string]mountInfo{}, asking: map[string]chan struct{}{}}
+}
+
+// SetToken makes t the token of every later call.
+func (v *Client) SetToken(t string) { v.c.setToken(t) }
 
 // call sends one request to /v1/<path> and decodes the answer. For a read,
 // a 404 with data or warnings in the body (a deleted KV v2 version) is an
 // answer and a bare 404 is (nil, nil), as the Vault client's Read has it; an
 // empty body is (nil, nil).
-func (v *vaultAPI) call(ctx context.Context, method, path string, body any, auth bool) (*secret, error) {
+func (v *Client) call(ctx context.Context, method, path string, body any, auth bool) (*envelope, error) {
 	c := v.c
 	if !auth {
 		c = v.anon
 	}
-	var resp *vault.Response
+	var resp *http.Response
 	var err error
 	switch method {
 	case http.MethodGet:
-		resp, err = c.Logical().ReadRawWithContext(ctx, path)
+		resp, err = c.read(ctx, path)
 	case http.MethodPut:
 		var b []byte
 		if body != nil {
@@ -190,11 +301,11 @@ func (v *vaultAPI) call(ctx context.Context, method, path string, body any, auth
 				return nil, err
 			}
 		}
-		resp, err = c.Logical().WriteRawWithContext(ctx, path, b)
+		resp, err = c.write(ctx, path, b)
 	default:
 		return nil, fmt.Errorf("vault %s /v1/%s: method not used by the agent", method, path)
 	}
-	var vre *vault.ResponseError
+	var vre *vaultapi.ResponseError
 	if err != nil && !errors.As(err, &vre) || resp == nil {
 		if resp != nil {
 			resp.Body.Close()
@@ -214,7 +325,10 @@ func (v *vaultAPI) call(ctx context.Context, method, path string, body any, auth
 		return s, nil
 	}
 	if resp.StatusCode < 200 || resp.StatusCode >= 400 {
-		re := &responseError{Method: method, Path: "/v1/" + path, StatusCode: resp.StatusCode}
+		re := &ResponseError{Method: method, Path: "/v1/" + path, StatusCode: resp.StatusCode}
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+			re.RetryAfter = resp.Header.Get("Retry-After")
+		}
 		var e struct {
 			Errors []string `json:"errors"`
 		}
@@ -226,6 +340,11 @@ func (v *vaultAPI) call(ctx context.Context, method, path string, body any, auth
 		default:
 			re.Errors = []string{strings.TrimSpace(string(raw))}
 		}
+		for i, e := range re.Errors {
+			if len(e) > maxErrorText {
+				re.Errors[i] = strings.ToValidUTF8(e[:maxErrorText], "") + "… (cut)"
+			}
+		}
 		return nil, re
 	}
 	return parseSecret(raw)
@@ -233,11 +352,11 @@ func (v *vaultAPI) call(ctx context.Context, method, path string, body any, auth
 
 // parseSecret decodes Vault's envelope, keeping numbers as json.Number; a
 // body that is not an envelope becomes the data (as the Vault client does).
-func parseSecret(raw []byte) (*secret, error) {
+func parseSecret(raw []byte) (*envelope, error) {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return nil, nil
 	}
-	var s secret
+	var s envelope
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	if err := dec.Decode(&s); err != nil {
@@ -263,9 +382,9 @@ func parseSecret(raw []byte) (*secret, error) {
 	return &s, nil
 }
 
-// login performs Kubernetes auth with the projected token, read afresh from
+// Login performs Kubernetes auth with the projected token, read afresh from
 // its file each time (the kubelet rotates it in place).
-func (v *vaultAPI) login(ctx context.Context, authPath, role, tokenFile string) (*secretAuth, error) {
+func (v *Client) Login(ctx context.Context, authPath, role, tokenFile string) (*Auth, error) {
 	jwt, err := os.ReadFile(tokenFile)
 	if err != nil {
 		return nil, fmt.Errorf("read service-account token: %w", err)
@@ -288,7 +407,7 @@ func (v *vaultAPI) login(ctx context.Context, authPath, role, tokenFile string) 
 // asks for every secret at once), it waits for that answer instead of asking
 // too: the secrets of a Pod mostly share a mount or two, and on a busy Vault
 // every request of the first write slows the others.
-func (v *vaultAPI) kv(ctx context.Context, path string) (mountInfo, error) {
+func (v *Client) kv(ctx context.Context, path string) (mountInfo, error) {
 	seg, _, _ := strings.Cut(path, "/")
 	waited := false
 	v.mu.Lock()
@@ -328,7 +447,7 @@ func (v *vaultAPI) kv(ctx context.Context, path string) (mountInfo, error) {
 	var mi mountInfo
 	s, err := v.call(ctx, http.MethodGet, "sys/internal/ui/mounts/"+path, nil, true)
 	if err != nil {
-		var re *responseError
+		var re *ResponseError
 		if errors.As(err, &re) && re.StatusCode == http.StatusForbidden {
 			// No visibility of the mount: treat it as a plain read.
 			return mountInfo{}, nil
@@ -353,7 +472,7 @@ func (v *vaultAPI) kv(ctx context.Context, path string) (mountInfo, error) {
 
 // cachedMount answers from the cache: this path, or another on the same
 // mount. v.mu is held.
-func (v *vaultAPI) cachedMount(path string) (mountInfo, bool) {
+func (v *Client) cachedMount(path string) (mountInfo, bool) {
 	if mi, ok := v.mounts[path]; ok {
 		return mi, true
 	}
@@ -365,9 +484,9 @@ func (v *vaultAPI) cachedMount(path string) (mountInfo, bool) {
 	return mountInfo{}, false
 }
 
-// get fetches a secret: KV v1/v2 reads (v2 path rewritten to data/), leased
+// Get fetches a secret: KV v1/v2 reads (v2 path rewritten to data/), leased
 // reads, or a write with parameters.
-func (v *vaultAPI) get(ctx context.Context, method, path string, params map[string]string) (*fetched, error) {
+func (v *Client) Get(ctx context.Context, method, path string, params map[string]string) (*Secret, error) {
 	if method == "write" {
 		body := make(map[string]any, len(params))
 		for k, val := range params {
@@ -384,7 +503,7 @@ func (v *vaultAPI) get(ctx context.Context, method, path string, params map[stri
 	// that read is the answer, and the first write does not wait for two
 	// round trips in a row.
 	type readResult struct {
-		s   *secret
+		s   *envelope
 		err error
 	}
 	direct := make(chan readResult, 1)
@@ -414,15 +533,15 @@ func (v *vaultAPI) get(ctx context.Context, method, path string, params map[stri
 	return fromSecret(r.s, mi.kvVersion == 2, readPath)
 }
 
-func fromSecret(s *secret, kv2 bool, path string) (*fetched, error) {
+func fromSecret(s *envelope, kv2 bool, path string) (*Secret, error) {
 	if s == nil {
-		return nil, fmt.Errorf("%s: %w", path, errNotFound)
+		return nil, fmt.Errorf("%s: %w", path, ErrNotFound)
 	}
-	f := &fetched{Data: s.Data, LeaseID: s.LeaseID, LeaseDuration: time.Duration(s.LeaseDuration) * time.Second, Renewable: s.Renewable}
+	f := &Secret{Data: s.Data, LeaseID: s.LeaseID, LeaseDuration: time.Duration(s.LeaseDuration) * time.Second, Renewable: s.Renewable}
 	if kv2 {
 		inner, ok := s.Data["data"].(map[string]any)
 		if !ok {
-			return nil, fmt.Errorf("%s: %w (deleted or destroyed version)", path, errNotFound)
+			return nil, fmt.Errorf("%s: %w (deleted or destroyed version)", path, ErrNotFound)
 		}
 		f.Data = inner
 		if md, ok := s.Data["metadata"].(map[string]any); ok {
@@ -440,12 +559,16 @@ func fromSecret(s *secret, kv2 bool, path string) (*fetched, error) {
 	return f, nil
 }
 
-var errNotFound = errors.New("no secret at this path")
+// ErrNotFound is a read of a path that holds no secret (or a deleted KV v2
+// version).
+var ErrNotFound = errors.New("no secret at this path")
 
 // errNoAnswer is an empty answer where Vault always sends one.
 var errNoAnswer = errors.New("vault sent an empty response")
 
-func (v *vaultAPI) renewLease(ctx context.Context, leaseID string, increment time.Duration) (time.Duration, error) {
+// RenewLease asks for the lease to be extended by increment and returns the
+// TTL Vault granted.
+func (v *Client) RenewLease(ctx context.Context, leaseID string, increment time.Duration) (time.Duration, error) {
 	s, err := v.call(ctx, http.MethodPut, "sys/leases/renew", map[string]any{"lease_id": leaseID, "increment": int(increment.Seconds())}, true)
 	if err != nil {
 		return 0, err
@@ -456,7 +579,9 @@ func (v *vaultAPI) renewLease(ctx context.Context, leaseID string, increment tim
 	return time.Duration(s.LeaseDuration) * time.Second, nil
 }
 
-func (v *vaultAPI) renewSelf(ctx context.Context) (ttl time.Duration, renewable bool, err error) {
+// RenewSelf renews the client's token; it returns the TTL granted and
+// whether the token can be renewed again.
+func (v *Client) RenewSelf(ctx context.Context) (ttl time.Duration, renewable bool, err error) {
 	s, err := v.call(ctx, http.MethodPut, "auth/token/renew-self", map[string]any{"increment": 0}, true)
 	if err != nil {
 		return 0, false, err
@@ -467,8 +592,8 @@ func (v *vaultAPI) renewSelf(ctx context.Context) (ttl time.Duration, renewable 
 	return time.Duration(s.Auth.LeaseDuration) * time.Second, s.Auth.Renewable, nil
 }
 
-// lookupSelf returns the remaining TTL of the current token.
-func (v *vaultAPI) lookupSelf(ctx context.Context) (time.Duration, error) {
+// LookupSelf returns the remaining TTL of the current token.
+func (v *Client) LookupSelf(ctx context.Context) (time.Duration, error) {
 	s, err := v.call(ctx, http.MethodGet, "auth/token/lookup-self", nil, true)
 	if err != nil {
 		return 0, err
@@ -483,28 +608,37 @@ func (v *vaultAPI) lookupSelf(ctx context.Context) (time.Duration, error) {
 	return time.Duration(ttl) * time.Second, nil
 }
 
-func (v *vaultAPI) revokeLease(ctx context.Context, leaseID string) error {
+// RevokeLease revokes one lease at once.
+func (v *Client) RevokeLease(ctx context.Context, leaseID string) error {
 	_, err := v.call(ctx, http.MethodPut, "sys/leases/revoke", map[string]any{"lease_id": leaseID}, true)
 	return err
 }
 
-func (v *vaultAPI) revokeSelf(ctx context.Context) error {
+// RevokeSelf revokes the client's token (and, in Vault, every lease made
+// with it).
+func (v *Client) RevokeSelf(ctx context.Context) error {
 	_, err := v.call(ctx, http.MethodPut, "auth/token/revoke-self", nil, true)
 	return err
 }
 
-// permanent reports errors retrying cannot fix soon (bad request, denied,
+// RevokeToken revokes another token (the one a new login replaced) through
+// its own revoke-self, on the same connections.
+func (v *Client) RevokeToken(ctx context.Context, token string) error {
+	return v.withToken(token).RevokeSelf(ctx)
+}
+
+// Permanent reports errors retrying cannot fix soon (bad request, denied,
 // missing): they still back off, but to the cap quickly.
-func permanent(err error) bool {
-	var re *responseError
+func Permanent(err error) bool {
+	var re *ResponseError
 	if errors.As(err, &re) {
 		return re.StatusCode == http.StatusBadRequest || re.StatusCode == http.StatusForbidden || re.StatusCode == http.StatusNotFound
 	}
-	return errors.Is(err, errNotFound)
+	return errors.Is(err, ErrNotFound)
 }
 
-// denied reports a 403 from Vault.
-func denied(err error) bool {
-	var re *responseError
+// Denied reports a 403 from Vault.
+func Denied(err error) bool {
+	var re *ResponseError
 	return errors.As(err, &re) && re.StatusCode == http.StatusForbidden
 }

@@ -1,4 +1,4 @@
-package sidecar
+package vault
 
 import (
 	"context"
@@ -11,8 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
 )
 
 // fakeVault answers a few endpoints the way Vault does and records what the
@@ -55,9 +58,9 @@ func reply(status int, body string) func(http.ResponseWriter, *http.Request, map
 	}
 }
 
-func testClient(t *testing.T, addr string) *vaultAPI {
+func testClient(t *testing.T, addr string) *Client {
 	t.Helper()
-	v, err := newVaultAPI(Config{VaultAddr: addr, VaultNamespace: "team-a", CallTimeout: 5 * time.Second})
+	v, err := New(Options{Addr: addr, Namespace: "team-a", Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,8 +77,8 @@ func TestVaultClientReadsKVv2AsTheVaultCLIDoes(t *testing.T) {
 		_, _ = io.WriteString(w, `{"data":{"data":{"port":5432,"big":12345678901234567890,"pw":"x"},"metadata":{"version":7}}}`)
 	}
 	v := testClient(t, srv.URL)
-	v.setToken("tok")
-	got, err := v.get(context.Background(), "", "secret/app", nil)
+	v.SetToken("tok")
+	got, err := v.Get(context.Background(), "", "secret/app", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,11 +119,11 @@ func TestVaultClientAnswers(t *testing.T) {
 	f.handlers["PUT /v1/auth/token/revoke-self"] = reply(204, ``)
 	f.handlers["PUT /v1/sys/leases/revoke"] = reply(204, ``)
 	v := testClient(t, srv.URL)
-	v.setToken("tok")
+	v.SetToken("tok")
 	ctx := context.Background()
 
 	t.Run("a leased secret carries its lease", func(t *testing.T) {
-		got, err := v.get(ctx, "", "database/creds/app", nil)
+		got, err := v.Get(ctx, "", "database/creds/app", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -129,25 +132,25 @@ func TestVaultClientAnswers(t *testing.T) {
 		}
 	})
 	t.Run("a missing path is not found, and permanent", func(t *testing.T) {
-		_, err := v.get(ctx, "", "secret/gone", nil)
-		if !errors.Is(err, errNotFound) || !permanent(err) {
+		_, err := v.Get(ctx, "", "secret/gone", nil)
+		if !errors.Is(err, ErrNotFound) || !Permanent(err) {
 			t.Errorf("err %v", err)
 		}
 	})
 	t.Run("a deleted KV v2 version is not found", func(t *testing.T) {
-		_, err := v.get(ctx, "", "secret/data/deleted", nil)
-		if !errors.Is(err, errNotFound) || !strings.Contains(err.Error(), "deleted") {
+		_, err := v.Get(ctx, "", "secret/data/deleted", nil)
+		if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "deleted") {
 			t.Errorf("err %v", err)
 		}
 	})
 	t.Run("a denial says so and names the path", func(t *testing.T) {
-		_, err := v.get(ctx, "", "locked/denied", nil)
-		if !denied(err) || !permanent(err) || !strings.Contains(err.Error(), "permission denied") || !strings.Contains(err.Error(), "GET /v1/locked/denied: 403") {
+		_, err := v.Get(ctx, "", "locked/denied", nil)
+		if !Denied(err) || !Permanent(err) || !strings.Contains(err.Error(), "permission denied") || !strings.Contains(err.Error(), "GET /v1/locked/denied: 403") {
 			t.Errorf("err %v", err)
 		}
 	})
 	t.Run("a write sends its parameters and reads the certificate's serial and end", func(t *testing.T) {
-		got, err := v.get(ctx, "write", "pki/issue/web", map[string]string{"common_name": "a.example"})
+		got, err := v.Get(ctx, "write", "pki/issue/web", map[string]string{"common_name": "a.example"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -156,25 +159,25 @@ func TestVaultClientAnswers(t *testing.T) {
 		}
 	})
 	t.Run("token and lease calls", func(t *testing.T) {
-		if ttl, err := v.lookupSelf(ctx); err != nil || ttl != 3599*time.Second {
+		if ttl, err := v.LookupSelf(ctx); err != nil || ttl != 3599*time.Second {
 			t.Errorf("lookup-self %v %v", ttl, err)
 		}
-		if ttl, err := v.renewLease(ctx, "L", 10*time.Minute); err != nil || ttl != 5*time.Minute {
+		if ttl, err := v.RenewLease(ctx, "L", 10*time.Minute); err != nil || ttl != 5*time.Minute {
 			t.Errorf("renew %v %v", ttl, err)
 		}
-		if ttl, ok, err := v.renewSelf(ctx); err != nil || ttl != 30*time.Minute || !ok {
+		if ttl, ok, err := v.RenewSelf(ctx); err != nil || ttl != 30*time.Minute || !ok {
 			t.Errorf("renew-self %v %v %v", ttl, ok, err)
 		}
-		if err := v.revokeLease(ctx, "L"); err != nil {
+		if err := v.RevokeLease(ctx, "L"); err != nil {
 			t.Error(err)
 		}
-		if err := v.revokeSelf(ctx); err != nil {
+		if err := v.RevokeSelf(ctx); err != nil {
 			t.Error(err)
 		}
 	})
 	t.Run("a write to a missing path is an error", func(t *testing.T) {
-		_, err := v.get(ctx, "write", "nothing/here", nil)
-		var re *responseError
+		_, err := v.Get(ctx, "write", "nothing/here", nil)
+		var re *ResponseError
 		if !errors.As(err, &re) || re.StatusCode != 404 {
 			t.Errorf("err %v", err)
 		}
@@ -197,15 +200,15 @@ func TestLoginSendsTheTokenFileAndNoVaultToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := testClient(t, srv.URL)
-	v.setToken("s.old")
-	auth, err := v.login(context.Background(), "k8s", "app", tokenFile)
+	v.SetToken("s.old")
+	auth, err := v.Login(context.Background(), "k8s", "app", tokenFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if auth.ClientToken != "s.new" || auth.LeaseDuration != 3600 || !auth.Renewable {
 		t.Errorf("auth %+v", auth)
 	}
-	if _, err := v.login(context.Background(), "kubernetes", "app", tokenFile); err == nil || !strings.Contains(err.Error(), "404") {
+	if _, err := v.Login(context.Background(), "kubernetes", "app", tokenFile); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Errorf("login to a missing auth mount: %v", err)
 	}
 }
@@ -223,12 +226,12 @@ func TestRedirectsNeverDowngradeHTTPS(t *testing.T) {
 	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	v, err := newVaultAPI(Config{VaultAddr: tlsSrv.URL, CACert: ca, CallTimeout: 5 * time.Second})
+	v, err := New(Options{Addr: tlsSrv.URL, CACert: ca, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	v.setToken("tok")
-	if _, err := v.lookupSelf(context.Background()); err == nil || !strings.Contains(err.Error(), "downgrade") {
+	v.SetToken("tok")
+	if _, err := v.LookupSelf(context.Background()); err == nil || !strings.Contains(err.Error(), "downgrade") {
 		t.Errorf("err %v", err)
 	}
 }
@@ -256,17 +259,17 @@ func TestConcurrentFetchesShareAMountLookup(t *testing.T) {
 	f.handlers["GET /v1/secret/b"] = reply(404, `{"errors":[]}`)
 	f.handlers["GET /v1/secret/c"] = reply(404, `{"errors":[]}`)
 	v := testClient(t, srv.URL)
-	v.setToken("tok")
+	v.SetToken("tok")
 
 	type res struct {
 		path string
-		f    *fetched
+		f    *Secret
 		err  error
 	}
 	out := make(chan res, 4)
 	for _, p := range []string{"secret/a", "secret/b", "secret/c", "secret-v1/x"} {
 		go func() {
-			got, err := v.get(context.Background(), "", p, nil)
+			got, err := v.Get(context.Background(), "", p, nil)
 			out <- res{p, got, err}
 		}()
 	}
@@ -303,11 +306,11 @@ func TestNestedMountsGetTheirOwnAnswer(t *testing.T) {
 	f.handlers["GET /v1/sys/internal/ui/mounts/team/b/y"] = reply(200, `{"data":{"type":"kv","path":"team/b/","options":{"version":"1"}}}`)
 	f.handlers["GET /v1/team/b/y"] = reply(200, `{"data":{"k":"v1"}}`)
 	v := testClient(t, srv.URL)
-	v.setToken("tok")
+	v.SetToken("tok")
 	errs := make(chan error, 2)
 	for p, want := range map[string]string{"team/a/x": "v2", "team/b/y": "v1"} {
 		go func() {
-			got, err := v.get(context.Background(), "", p, nil)
+			got, err := v.Get(context.Background(), "", p, nil)
 			if err == nil && got.Data["k"] != want {
 				err = errors.New(p + ": wrong data")
 			}
@@ -317,6 +320,123 @@ func TestNestedMountsGetTheirOwnAnswer(t *testing.T) {
 	for range 2 {
 		if err := <-errs; err != nil {
 			t.Error(err)
+		}
+	}
+}
+
+// countingBody is an 8 MiB error page that counts what was read of it.
+type countingBody struct{ read, closed *atomic.Int64 }
+
+func (b countingBody) Read(p []byte) (int, error) {
+	if b.read.Load() >= 8<<20 {
+		return 0, io.EOF
+	}
+	for i := range p {
+		p[i] = 'x'
+	}
+	b.read.Add(int64(len(p)))
+	return len(p), nil
+}
+func (b countingBody) Close() error { b.closed.Add(1); return nil }
+
+type hugeErrorPage struct{ read, closed atomic.Int64 }
+
+func (e *hugeErrorPage) RoundTrip(req *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: http.StatusBadGateway, Status: "502 Bad Gateway", Header: http.Header{"Content-Type": {"text/html"}},
+		Body: countingBody{&e.read, &e.closed}, ContentLength: -1, Request: req}, nil
+}
+
+// A huge error page (a proxy's, say) is read no further than 64 KiB, and
+// the error keeps only the start of it.
+func TestAnErrorBodyIsReadOnlyUpToALimit(t *testing.T) {
+	page := &hugeErrorPage{}
+	v := testClient(t, "http://vault.invalid:8200")
+	c, err := vaultapi.NewClient(&vaultapi.Config{Address: "http://vault.invalid:8200",
+		HttpClient: &http.Client{Transport: limitErrorBodies{page}}, MaxRetries: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.c = libOf(c)
+	_, err = v.LookupSelf(context.Background())
+	var re *ResponseError
+	if !errors.As(err, &re) || re.StatusCode != http.StatusBadGateway {
+		t.Fatalf("err %v", err)
+	}
+	if n := page.read.Load(); n > maxErrorBody+32<<10 {
+		t.Errorf("read %d bytes of the error page; want about %d at most", n, maxErrorBody)
+	}
+	if page.closed.Load() == 0 {
+		t.Error("the body was not closed")
+	}
+	if len(err.Error()) > maxErrorText+200 {
+		t.Errorf("error of %d bytes; want the page cut to %d", len(err.Error()), maxErrorText)
+	}
+}
+
+// A redirect to another host is not followed: the token would go there.
+// One to another path of the same host is.
+func TestRedirectsStayOnTheHost(t *testing.T) {
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("another host got %s with token %q", r.URL.Path, r.Header.Get("X-Vault-Token"))
+	}))
+	t.Cleanup(other.Close)
+	f, srv := newFakeVault(t)
+	f.handlers["GET /v1/auth/token/lookup-self"] = func(w http.ResponseWriter, r *http.Request, _ map[string]any) {
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}
+	f.handlers["PUT /v1/auth/k8s/login"] = func(w http.ResponseWriter, r *http.Request, _ map[string]any) {
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}
+	f.handlers["PUT /v1/sys/leases/renew"] = func(w http.ResponseWriter, r *http.Request, _ map[string]any) {
+		http.Redirect(w, r, "/v1/sys/leases/renew2", http.StatusTemporaryRedirect)
+	}
+	f.handlers["PUT /v1/sys/leases/renew2"] = reply(200, `{"lease_id":"L","lease_duration":300,"renewable":true}`)
+	v := testClient(t, srv.URL)
+	v.SetToken("tok")
+	if _, err := v.LookupSelf(context.Background()); err == nil || !strings.Contains(err.Error(), "another host") {
+		t.Errorf("redirect to another host: err %v", err)
+	}
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("jwt"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Login(context.Background(), "k8s", "app", tokenFile); err == nil || !strings.Contains(err.Error(), "another host") {
+		t.Errorf("login redirected to another host: err %v", err)
+	}
+	if ttl, err := v.RenewLease(context.Background(), "L", time.Minute); err != nil || ttl != 5*time.Minute {
+		t.Errorf("redirect on the same host: %v %v", ttl, err)
+	}
+}
+
+// A 429 or 503 carries its Retry-After, in seconds or as a date.
+func TestRetryAfterIsKept(t *testing.T) {
+	f, srv := newFakeVault(t)
+	f.handlers["GET /v1/auth/token/lookup-self"] = func(w http.ResponseWriter, _ *http.Request, _ map[string]any) {
+		w.Header().Set("Retry-After", "12")
+		w.WriteHeader(http.StatusTooManyRequests)
+		_, _ = io.WriteString(w, `{"errors":["request path \"auth/token/lookup-self\": rate limit quota exceeded"]}`)
+	}
+	f.handlers["PUT /v1/sys/leases/renew"] = func(w http.ResponseWriter, _ *http.Request, _ map[string]any) {
+		w.Header().Set("Retry-After", "12")
+		w.WriteHeader(http.StatusInternalServerError)
+	}
+	v := testClient(t, srv.URL)
+	v.SetToken("tok")
+	now := time.Now()
+	_, err := v.LookupSelf(context.Background())
+	if got := RetryAfter(err, now); got != 12*time.Second {
+		t.Errorf("429: RetryAfter %s (err %v), want 12s", got, err)
+	}
+	if _, err := v.RenewLease(context.Background(), "L", time.Minute); err == nil || RetryAfter(err, now) != 0 {
+		t.Errorf("500: RetryAfter %s (err %v), want none: only 429 and 503 ask to wait", RetryAfter(err, now), err)
+	}
+	date := &ResponseError{StatusCode: 503, RetryAfter: now.Add(90 * time.Second).UTC().Format(http.TimeFormat)}
+	if got := RetryAfter(date, now); got < 89*time.Second || got > 90*time.Second {
+		t.Errorf("a date 90s ahead: %s", got)
+	}
+	for _, bad := range []string{"-1", "soon", "0"} {
+		if got := RetryAfter(&ResponseError{StatusCode: 503, RetryAfter: bad}, now); got != 0 {
+			t.Errorf("Retry-After %q: %s, want 0", bad, got)
 		}
 	}
 }
