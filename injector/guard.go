@@ -15,7 +15,9 @@ import (
 // containers gets what only the agent or the targets may have.
 
 // ownVolumes are the volumes the injector adds.
-var ownVolumes = []string{SecretsVolume, StateVolume, TokenVolume, PodInfoVolume, VaultCAVolume}
+var ownVolumes = []string{SecretsVolume, StateVolume, TokenVolume, VaultCAVolume,
+	"ramvault-podinfo", // the Pods injected before --spec have it: keep the name reserved
+}
 
 // checkMounts denies a Pod whose containers mount a volume by one of the
 // injector's names. The apiserver accepts a mount of a volume the Pod does

@@ -28,7 +28,6 @@ const (
 	SecretsVolume      = "ramvault-secrets"    // Memory emptyDir: the secret files
 	StateVolume        = "ramvault-state"      // Memory emptyDir: the agent's token and leases
 	TokenVolume        = "ramvault-token"      // projected service-account token
-	PodInfoVolume      = "ramvault-podinfo"    // downward API: the Pod's annotations
 	VaultCAVolume      = "ramvault-vault-ca"   // ConfigMap: the CA bundle of Vault's certificate, when set
 )
 
@@ -37,7 +36,6 @@ const vaultCADir = "/ramvault/vault-ca"
 
 const (
 	tokenFile       = "token"
-	annotationsFile = "annotations"
 	stateVolumeSize = "1Mi"
 	maxCommLen      = 15 // a process name in /proc/<pid>/comm
 	flagAuthPath    = "auth-path"
@@ -130,6 +128,7 @@ type injection struct {
 	signal        bool
 	restart       bool
 	volumeSize    resource.Quantity
+	frozen        string // the agent's --spec
 }
 
 func key(name string) string { return spec.Prefix + name }
@@ -153,6 +152,11 @@ func (in *injection) check() {
 	if in.role == "" {
 		in.role = cmp.Or(in.pod.Spec.ServiceAccountName, "default")
 	}
+	frozen, err := spec.EncodeFrozen(in.pod.Annotations)
+	if err != nil {
+		in.fail(key("inject"), "%v", err)
+	}
+	in.frozen = frozen
 	if !in.invalid[key("volume-size")] {
 		q, err := resource.ParseQuantity(in.ann.VolumeSize)
 		if err != nil {
@@ -522,8 +526,6 @@ func (in *injection) volumes() []corev1.Volume {
 		{Name: TokenVolume, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
 				Audience: audience, ExpirationSeconds: new(in.cfg.TokenExpirationSeconds), Path: tokenFile}}}}}},
-		{Name: PodInfoVolume, VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
-			Items: []corev1.DownwardAPIVolumeFile{{Path: annotationsFile, FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations"}}}}}},
 	}
 	if cm := in.vaultCAConfigMap(); cm != "" {
 		vols = append(vols, corev1.Volume{Name: VaultCAVolume, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
@@ -559,14 +561,15 @@ func (in *injection) agent(name, mode string) corev1.Container {
 		{Name: SecretsVolume, MountPath: spec.AgentSecretsDir},
 		{Name: StateVolume, MountPath: spec.AgentStateDir},
 		{Name: TokenVolume, MountPath: spec.AgentTokenDir, ReadOnly: true},
-		{Name: PodInfoVolume, MountPath: spec.AgentPodInfoDir, ReadOnly: true},
 	}
 	if in.vaultCAConfigMap() != "" {
 		args = append(args, arg(spec.FlagVaultCACert, path.Join(vaultCADir, vaultCAFile)))
 		mounts = append(mounts, corev1.VolumeMount{Name: VaultCAVolume, MountPath: vaultCADir, ReadOnly: true})
 	}
 	args = append(args,
-		arg(spec.FlagAnnotations, path.Join(spec.AgentPodInfoDir, annotationsFile)),
+		// What was checked, frozen: the agent never reads the live
+		// annotations, which `kubectl annotate` could change.
+		arg(spec.FlagSpec, in.frozen),
 		arg(spec.FlagTokenFile, path.Join(spec.AgentTokenDir, tokenFile)),
 		arg(spec.FlagSecretsDir, spec.AgentSecretsDir),
 		arg(spec.FlagStateDir, spec.AgentStateDir),

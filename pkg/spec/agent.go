@@ -11,9 +11,6 @@ const (
 	AgentStateDir = "/ramvault/state"
 	// AgentTokenDir holds the projected service-account token (file "token").
 	AgentTokenDir = "/ramvault/token"
-	// AgentPodInfoDir holds the downward-API file "annotations" (the Pod's
-	// annotations, in the kubelet's key="value" format).
-	AgentPodInfoDir = "/ramvault/podinfo"
 
 	// AgentBinary is the agent's path in its image (the Dockerfile's agent
 	// target), for the native sidecar's postStart hook.
@@ -37,8 +34,8 @@ const (
 )
 
 // Agent flags the injector sets (cluster defaults and values it derived, such
-// as the role from the service account). Annotations in the pod-info file win
-// over them where both exist.
+// as the role from the service account). The annotations of --spec win over
+// them where both exist (the injector checked both).
 const (
 	FlagMode          = "mode"          // init | sidecar
 	FlagVaultAddr     = "vault-addr"    // cluster default Vault address
@@ -46,7 +43,8 @@ const (
 	FlagVaultTLSName  = "vault-tls-server-name"
 	FlagRole          = "role"           // derived: the service account name
 	FlagSignalProcess = "signal-process" // derived: first target container's command
-	FlagAnnotations   = "annotations"    // downward-API annotations file
+	FlagSpec          = "spec"           // the ramvault.io/ annotations the injector checked (EncodeFrozen)
+	FlagAnnotations   = "annotations"    // by hand only: a file of annotations in the downward-API format
 	FlagTokenFile     = "token-file"
 	FlagSecretsDir    = "secrets-dir"
 	FlagStateDir      = "state-dir"

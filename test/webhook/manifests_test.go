@@ -54,11 +54,11 @@ var overlays = map[string][]string{
 	"manifests/overlays/self-signed":  baseKinds,
 	"manifests/overlays/kind":         baseKinds,
 	"manifests/overlays/dev":          baseKinds,
-	"manifests/overlays/cert-manager": {"Certificate", "Certificate", "ConfigMap", "Deployment", "Issuer", "Issuer", "MutatingWebhookConfiguration", "Namespace", "PodDisruptionBudget", "Service", "ServiceAccount"},
+	"manifests/overlays/cert-manager": {"Certificate", "Certificate", "ConfigMap", "Deployment", "Issuer", "Issuer", "MutatingWebhookConfiguration", "Namespace", "PodDisruptionBudget", "Service", "ServiceAccount", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"},
 }
 
 var baseKinds = []string{"ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "MutatingWebhookConfiguration", "Namespace",
-	"PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"}
+	"PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 
 // TestManifestsDryRun: for the base and every overlay, the apiserver
 // accepts every object `kubectl kustomize` renders in a server-side dry run
