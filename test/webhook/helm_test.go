@@ -332,15 +332,16 @@ func TestHelmDryRun(t *testing.T) {
 
 var restricted = map[string]string{"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest"}
 
-// TestHelmInstallInjectsAPodAndUninstallLeavesNothing installs the chart
+// TestHelmReleaseInjectsUpgradesAndUninstallsCleanly installs the chart
 // (dev example) with `helm install` as a release of its own in a namespace
 // of its own, its webhook selecting only this test's namespace (which the
 // kustomize-deployed injector skips: ramvault.io/injection=disabled). A Pod
 // there is injected by it — its agent has the release's agent-requests,
-// not the cluster injector's — and gets its secret file from Vault. Then
-// `helm uninstall` leaves nothing of the release, in its namespace or
-// cluster-wide.
-func TestHelmInstallInjectsAPodAndUninstallLeavesNothing(t *testing.T) {
+// not the cluster injector's — and gets its secret file from Vault. A
+// `helm upgrade` of its config rolls the webhook and keeps its
+// certificates. Then `helm uninstall` leaves nothing of the release, in
+// its namespace or cluster-wide.
+func TestHelmReleaseInjectsUpgradesAndUninstallsCleanly(t *testing.T) {
 	c := newCluster(t)
 	ctx := context.Background()
 	id := randHex(3)
@@ -430,10 +431,33 @@ func TestHelmInstallInjectsAPodAndUninstallLeavesNothing(t *testing.T) {
 		t.Errorf("the app did not read the secret from its file (%s); it printed:\n%s", want, appLog)
 	}
 
-	// The webhook's runtime state is in the objects the release owns.
-	s, err := c.cs.CoreV1().Secrets(relNS).Get(ctx, release+"-injector-tls", metav1.GetOptions{})
-	if err != nil || len(s.Data["tls.crt"]) == 0 {
-		t.Errorf("the release's Secret holds no certificate: %v", err)
+	// The webhook's certificates are in the Secret the release owns, and an
+	// upgrade that changes config rolls the webhook but keeps them.
+	tlsSecret := func() map[string][]byte {
+		s, err := c.cs.CoreV1().Secrets(relNS).Get(ctx, release+"-injector-tls", metav1.GetOptions{})
+		if err != nil || len(s.Data["tls.crt"]) == 0 || len(s.Data["ca.crt"]) == 0 {
+			t.Fatalf("the release's Secret holds no certificate: %v", err)
+		}
+		return s.Data
+	}
+	before := tlsSecret()
+	const upgradedCPU = "12m"
+	if out, err := helm(t, "upgrade", release, chartDir, "-n", relNS, "-f", filepath.Join(chartDir, "examples/dev.yaml"),
+		"-f", valuesFile, "--set", "config.agent-requests.cpu="+upgradedCPU, "--wait", "--timeout=3m", kubeconfig); err != nil {
+		t.Fatalf("%v\n%s\n%s", err, out, describeRelease(c, relNS))
+	}
+	waitFor(t, 60*time.Second, "the upgraded webhook to inject with the new config", func() (struct{}, bool) {
+		p, err := c.cs.CoreV1().Pods(appNS).Create(ctx, appPod("probe", optIn()), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil || agentContainer(p) == nil {
+			return struct{}{}, false
+		}
+		return struct{}{}, agentContainer(p).Resources.Requests.Cpu().String() == upgradedCPU
+	})
+	after := tlsSecret()
+	for _, k := range []string{"ca.crt", "tls.crt"} {
+		if !bytes.Equal(before[k], after[k]) {
+			t.Errorf("helm upgrade changed the Secret's %s: the webhook's certificates must survive an upgrade", k)
+		}
 	}
 
 	if out, err := helm(t, "uninstall", release, "-n", relNS, "--wait", "--timeout=2m", kubeconfig); err != nil {
