@@ -406,13 +406,15 @@ func TestHelmReleaseInjectsUpgradesAndUninstallsCleanly(t *testing.T) {
 	}
 	// The caBundle reaches the apiserver's admission a moment after the
 	// leader patched it: until then a create may fail; retry it.
-	created := waitFor(t, 60*time.Second, "the release's webhook to inject the Pod", func() (*corev1.Pod, bool) {
-		p, err := c.cs.CoreV1().Pods(appNS).Create(ctx, pod.DeepCopy(), metav1.CreateOptions{})
-		if err != nil {
-			return nil, false
+	var created *corev1.Pod
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		if created, err = c.cs.CoreV1().Pods(appNS).Create(ctx, pod.DeepCopy(), metav1.CreateOptions{}); err == nil {
+			break
 		}
-		return p, true
-	})
+		if time.Now().After(deadline) {
+			t.Fatalf("the Pod is not admitted after 60s: %v\n%s", err, describeRelease(c, relNS))
+		}
+	}
 	agent := agentContainer(created)
 	if agent == nil || created.Annotations[injector.StatusAnnotation] == "" {
 		t.Fatalf("the Pod was admitted without the agent: %+v", created.Spec)
@@ -464,10 +466,17 @@ func TestHelmReleaseInjectsUpgradesAndUninstallsCleanly(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	uninstalled = true
-	waitFor(t, 90*time.Second, "nothing of the release left", func() ([]string, bool) {
-		left := leftovers(t, c, release, relNS, manifest)
-		return left, len(left) == 0
-	})
+	// The Pods go after the Deployment (garbage collection), the
+	// EndpointSlices after the Service.
+	var left []string
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(time.Second) {
+		if left = leftovers(t, c, release, relNS, manifest); len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("90s after helm uninstall, the release left:\n%s", strings.Join(left, "\n"))
+		}
+	}
 }
 
 func agentContainer(p *corev1.Pod) *corev1.Container {
@@ -536,16 +545,13 @@ func leftovers(t *testing.T, c *cluster, release, ns string, manifest []*unstruc
 		}
 	}
 	for _, u := range manifest {
-		if err := a.apply(u, metav1.ApplyOptions{DryRun: []string{metav1.DryRunAll}}); err == nil {
-			// A dry-run apply creates or updates: only a Get tells which.
-			gvk := u.GroupVersionKind()
-			m, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-			if err != nil {
-				continue
-			}
-			if _, err := a.dyn.Resource(m.Resource).Namespace(u.GetNamespace()).Get(context.Background(), u.GetName(), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-				left = append(left, u.GetKind()+" "+u.GetNamespace()+"/"+u.GetName()+" (of the manifest)")
-			}
+		gvk := u.GroupVersionKind()
+		m, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			continue
+		}
+		if _, err := a.dyn.Resource(m.Resource).Namespace(u.GetNamespace()).Get(context.Background(), u.GetName(), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			left = append(left, u.GetKind()+" "+u.GetNamespace()+"/"+u.GetName()+" (of the manifest)")
 		}
 	}
 	slices.Sort(left)
