@@ -296,6 +296,7 @@ func TestHelmInvalidValuesFailNamingTheValue(t *testing.T) {
 		{"a token lifetime under 600s", []string{"--set", "config.token-expiration-seconds=60"}, "at '/config/token-expiration-seconds': minimum: got 60, want 600"},
 		{"a resource quantity that is not one", []string{"--set", "config.agent-limits.memory=lots"}, "at '/config/agent-limits/memory'"},
 		{"secret mode without its Secret and CA", []string{"--set", "tls.mode=secret"}, "at '/tls/secret/name'"},
+		{"an issuer kind without its name", []string{"--set", "tls.mode=cert-manager", "--set", "tls.certManager.issuerRef.kind=ClusterIssuer"}, "at '/tls/certManager/issuerRef': properties 'name' required"},
 		{"a failurePolicy Kubernetes does not know", []string{"--set", "webhook.failurePolicy=Retry"}, "at '/webhook/failurePolicy'"},
 		{"a PodDisruptionBudget that blocks every drain", []string{"--set", "replicas=1"}, "podDisruptionBudget.minAvailable (1) must be less than replicas (1)"},
 	} {
@@ -321,9 +322,18 @@ func TestHelmDryRun(t *testing.T) {
 	a := c.newApplier(t)
 	a.certManagerCRDs(t)
 	ns := stack.Namespace(t, c.cs, restricted)
+	type dryRunCase struct {
+		name, values string
+		args         []string
+	}
+	cases := []dryRunCase{{"cert-manager with an issuer of its own", "examples/cert-manager.yaml",
+		[]string{"--set", "tls.certManager.issuerRef.name=company-ca", "--set", "tls.certManager.issuerRef.kind=ClusterIssuer"}}}
 	for _, ex := range chartExamples {
-		t.Run(exampleName(ex.values), func(t *testing.T) {
-			objs := helmTemplate(t, "dry-"+randHex(3), ns, examplePath(ex.values))
+		cases = append(cases, dryRunCase{exampleName(ex.values), ex.values, nil})
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := helmTemplate(t, "dry-"+randHex(3), ns, examplePath(tc.values), tc.args...)
 			checkRBACNames(t, objs)
 			a.dryRun(t, objs)
 		})
