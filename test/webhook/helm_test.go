@@ -472,6 +472,13 @@ func TestHelmReleaseInjectsUpgradesAndUninstallsCleanly(t *testing.T) {
 		}
 	}
 
+	// The check below sees the release while it is installed: every object
+	// of its manifest, and the webhook's Pods.
+	if l := leftovers(t, c, release, relNS, manifest); len(l) < 2*len(manifest) {
+		t.Fatalf("the leftover check sees only %d objects of the installed release (%d in its manifest):\n%s", len(l), len(manifest), strings.Join(l, "\n"))
+	} else {
+		t.Logf("installed, the leftover check sees %d objects (%d in the manifest)", len(l), len(manifest))
+	}
 	if out, err := helm(t, "uninstall", release, "-n", relNS, "--wait", "--timeout=2m", kubeconfig); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
