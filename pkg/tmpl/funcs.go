@@ -54,16 +54,16 @@ func functions() []fn {
 	return []fn{
 		// Vault.
 		{Name: "secret", Args: `"<path>" ["k=v" …]`, Origin: OriginConsulTemplate,
-			Doc: "Reads (no arguments) or writes (k=v arguments) a Vault path; returns `.Data`, `.LeaseID`, `.LeaseDuration`, `.Renewable`, `.Warnings`. KV v2: `.Data.data`, `.Data.metadata`. Arguments must be string constants.",
+			Doc:  "Reads (no arguments) or writes (k=v arguments) a Vault path; returns `.Data`, `.LeaseID`, `.LeaseDuration`, `.Renewable`, `.Warnings`. KV v2: `.Data.data`, `.Data.metadata`. Arguments must be string constants.",
 			make: func(r *run) any { return r.secret }},
 		{Name: "pkiCert", Args: `"<path>" ["k=v" …]`, Origin: OriginConsulTemplate,
-			Doc: "Issues a certificate (a write); returns `.Cert`, `.Key`, `.CA` and `.CAChain` as PEM, each ending in a newline. The same path and arguments as a `secret` call are the same issuance.",
+			Doc:  "Issues a certificate (a write); returns `.Cert`, `.Key`, `.CA` and `.CAChain` as PEM, each ending in a newline. The same path and arguments as a `secret` call are the same issuance.",
 			make: func(r *run) any { return r.pkiCert }},
 		{Name: "ref", Args: `"<name>"`, Origin: OriginRamvault,
-			Doc: "The secret the Pod defines as `ramvault.io/secret-<name>`, shaped like a one-secret template's dot (`.Data` holds the key/values, KV v2 unwrapped).",
+			Doc:  "The secret the Pod defines as `ramvault.io/secret-<name>`, shaped like a one-secret template's dot (`.Data` holds the key/values, KV v2 unwrapped).",
 			make: func(r *run) any { return r.ref }},
 		{Name: "pkcs12", Args: `CERT KEY PASSWORD [CA …]`, Origin: OriginRamvault,
-			Doc: "A PKCS#12 keystore (binary) of the PEM certificate (the leaf first; more certificates in CERT join the chain), the PEM private key and the CA chain (strings or lists of PEM), encrypted with PASSWORD (AES-256-CBC, PBKDF2-SHA-256, SHA-256 MAC: OpenSSL 3 and Java 11+ read it). The same inputs give the same bytes. Replaces `openssl pkcs12 -export` in agent-inject-command.",
+			Doc:  "A PKCS#12 keystore (binary) of the PEM certificate (the leaf first; more certificates in CERT join the chain), the PEM private key and the CA chain (strings or lists of PEM), encrypted with PASSWORD (AES-256-CBC, PBKDF2-SHA-256, SHA-256 MAC: OpenSSL 3 and Java 11+ read it). The same inputs give the same bytes. Replaces `openssl pkcs12 -export` in agent-inject-command.",
 			make: func(r *run) any { return pkcs12Func }, cost: sumCost(4, 8192)},
 
 		// Encoding.
@@ -345,7 +345,9 @@ func base64URLDecode(s string) (string, error) {
 	return string(v), nil
 }
 
-func base64URLEncode(s string) (string, error) { return base64.URLEncoding.EncodeToString([]byte(s)), nil }
+func base64URLEncode(s string) (string, error) {
+	return base64.URLEncoding.EncodeToString([]byte(s)), nil
+}
 
 func corruptAt(err error) string {
 	var c base64.CorruptInputError

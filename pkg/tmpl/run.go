@@ -195,8 +195,6 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-
-
 func itoa(n int64) string {
 	if n == 0 {
 		return "0"
