@@ -132,7 +132,7 @@ func (r *run) wrap(f fn) any {
 	}).Interface()
 }
 
-// leaks reports whether s contains a string value of the data the render saw
+// leaks reports whether s contains a string value (not a key) of the data the render saw
 // (4 bytes or longer: shorter ones match template text too often to mean
 // anything, and are withheld by the reason filters anyway).
 func (r *run) leaks(s string) bool {
@@ -156,8 +156,7 @@ func (r *run) leaks(s string) bool {
 			}
 		case reflect.Map:
 			it := v.MapRange()
-			for it.Next() && !found {
-				walk(it.Key(), depth+1)
+			for it.Next() && !found { // keys are template source, not secrets
 				walk(it.Value(), depth+1)
 			}
 		case reflect.Slice, reflect.Array:

@@ -59,20 +59,27 @@ func midWord(r rune) bool {
 }
 
 func wordBreak(r rune) bool {
-	if midWord(r) || r == '\u200D' {
+	switch {
+	case midWord(r), r == '\u200D', r == '\u202F', r >= '\u055A' && r <= '\u055C', r == '\u058A':
+		return false
+	case r == '\u200B':
+		return true
+	case unicode.In(r, unicode.Thai, unicode.Lao, unicode.Khmer, unicode.Myanmar, unicode.Tai_Tham, unicode.Tai_Viet, unicode.New_Tai_Lue):
+		return true // Word_Break Other (South-East Asian scripts break per dictionary)
+	case unicode.Is(unicode.Lm, r):
 		return false
 	}
-	return !(unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.In(r, unicode.Mn, unicode.Me, unicode.Mc, unicode.Cf, unicode.Pc))
+	return !(unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.In(r, unicode.Nl, unicode.Mn, unicode.Me, unicode.Mc, unicode.Cf, unicode.Pc))
 }
 
 // specialTitle holds the title mappings of Unicode's SpecialCasing that are
 // longer than one rune.
 var specialTitle = map[rune]string{
-	'ß': "Ss", 'ŉ': "ʼN", 'ǰ': "J̌", 'ΐ': "Ϊ́", 'ΰ': "Ϋ́", 'և': "Եւ",
+	'ß': "Ss", 'ŉ': "ʼN", 'ǰ': "J̌", '\u0390': "\u0399\u0308\u0301", '\u03B0': "\u03A5\u0308\u0301", '\u1FD3': "\u0399\u0308\u0301", '\u1FE3': "\u03A5\u0308\u0301", 'և': "Եւ",
 	'ẖ': "H̱", 'ẗ': "T̈", 'ẘ': "W̊", 'ẙ': "Y̊", 'ẚ': "Aʾ",
 	'ὐ': "Υ̓", 'ὒ': "Υ̓̀", 'ὔ': "Υ̓́", 'ὖ': "Υ̓͂",
 	'ᾲ': "Ὰͅ", 'ᾴ': "Άͅ", 'ᾶ': "Α͂", 'ᾷ': "ᾼ͂", 'ῂ': "Ὴͅ", 'ῄ': "Ήͅ", 'ῆ': "Η͂", 'ῇ': "ῌ͂",
-	'ῒ': "Ϊ̀", 'ῖ': "Ι͂", 'ῗ': "Ϊ͂", 'ῢ': "Ϋ̀", 'ῤ': "Ρ̓", 'ῦ': "Υ͂", 'ῧ': "Ϋ͂",
+	'ῒ': "Ϊ̀", 'ῖ': "Ι͂", '\u1FD7': "\u0399\u0308\u0342", 'ῢ': "Ϋ̀", 'ῤ': "Ρ̓", 'ῦ': "Υ͂", 'ῧ': "Ϋ͂",
 	'ῲ': "Ὺͅ", 'ῴ': "Ώͅ", 'ῶ': "Ω͂", 'ῷ': "ῼ͂",
 	'ﬀ': "Ff", 'ﬁ': "Fi", 'ﬂ': "Fl", 'ﬃ': "Ffi", 'ﬄ': "Ffl", 'ﬅ': "St", 'ﬆ': "St",
 	'ﬓ': "Մն", 'ﬔ': "Մե", 'ﬕ': "Մի", 'ﬖ': "Վն", 'ﬗ': "Մխ",
