@@ -363,7 +363,9 @@ func (c *checker) prepend(l *parse.ListNode, pos parse.Pos, what string) {
 	line, col := lineCol(c.t.src, pos)
 	id := len(c.t.ticks)
 	c.t.ticks = append(c.t.ticks, tickSite{Line: line, Col: col, What: what})
-	l.Nodes = append([]parse.Node{tickNode(id, weight(l))}, l.Nodes...)
+	// +1: an empty body still costs its pass (a range over 10^9 with
+	// nothing inside must stop too).
+	l.Nodes = append([]parse.Node{tickNode(id, weight(l)+1)}, l.Nodes...)
 }
 
 // weight is the number of nodes one pass through l executes, not counting

@@ -49,7 +49,7 @@
 //   - Work (64 MiB): every string-building call pays an upper bound of its
 //     result before it allocates (replaceAll, join, printf widths, indent,
 //     toJSONPretty of deep data …).
-//   - Steps (2,000,000): a counter inserted at the top of every range body
+//   - Steps (1,000,000): a counter inserted at the top of every range body
 //     and defined template charges that body's node count at each pass;
 //     every function call is a step. Recursive templates are refused at
 //     parse, and so is a constant `range N` or `loop N` above the limit.

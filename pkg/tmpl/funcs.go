@@ -616,6 +616,9 @@ func (r *run) regexReplaceAll(re, repl, s string) (string, error) {
 		if err := r.charge(int64(len(out) - before)); err != nil {
 			return "", err
 		}
+		if int64(len(out)) > r.lim.Output {
+			return "", &safeError{msg: "the result would exceed the output limit (" + itoa(r.lim.Output) + " bytes)", err: ErrOutputLimit}
+		}
 	}
 	if err := r.charge(int64(len(s) - last)); err != nil {
 		return "", err
