@@ -206,6 +206,9 @@ func (r *run) sanitize(err error, w *limitWriter) error {
 		if n, _, ok := strings.Cut(strings.TrimPrefix(reason, "error calling "), ":"); ok && strings.HasPrefix(reason, "error calling ") {
 			name = n + ": "
 		}
+		if strings.HasPrefix(se.msg, name) {
+			name = "" // the function's message already starts with its name
+		}
 		e.Msg = "error calling " + name + se.msg
 		if se.err != nil {
 			e.Err = se.err

@@ -30,7 +30,7 @@ func TestAdversarialTemplatesHitALimit(t *testing.T) {
 		{"a range over an integer from the data", `{{ range (parseInt .Data.n) }}{{ end }}`, ErrStepLimit},
 		{"three nested ranges over 1000 elements", `{{ range .Data.list }}{{ range $.Data.list }}{{ range $.Data.list }}{{ end }}{{ end }}{{ end }}`, ErrStepLimit},
 		{"a template calling another twice, 40 levels deep", dag, ErrStepLimit},
-		{"writing gigabytes", `{{ range loop 1000000 }}{{ $.Data.s }}{{ end }}`, ErrOutputLimit},
+		{"writing gigabytes", `{{ range loop (parseInt "1000000") }}{{ $.Data.s }}{{ end }}`, ErrOutputLimit},
 		{"replaceAll squaring a string", `{{ $s := "aaaaaaaa" }}{{ $s = replaceAll "a" $s $s }}{{ $s = replaceAll "a" $s $s }}{{ $s = replaceAll "a" $s $s }}{{ $s = replaceAll "a" $s $s }}`, ErrOutputLimit},
 		{"regexReplaceAll growing a string", `{{ regexReplaceAll "" .Data.s .Data.s }}`, ErrOutputLimit},
 		{"a huge printf width", `{{ printf "%999999999d" 1 }}`, ErrOutputLimit},
