@@ -510,7 +510,7 @@ func agentContainer(p *corev1.Pod) *corev1.Container {
 // leftovers lists what remains of a release: any object in its namespace
 // but the ones Kubernetes puts in every namespace (ServiceAccount default,
 // ConfigMap kube-root-ca.crt; the test's ServiceAccount app) and the
-// Events it records (they expire); any cluster-scoped object labelled with
+// Events Kubernetes records (they expire); any cluster-scoped object labelled with
 // the release or named as one of its objects; and every object of its
 // manifest.
 func leftovers(t *testing.T, c *cluster, release, ns string, manifest []*unstructured.Unstructured) []string {
