@@ -296,6 +296,10 @@ func (in *injection) checkVaultAddr() {
 	if in.invalid[key("vault-addr")] {
 		return
 	}
+	if in.cfg.VaultAddrsUnknown && in.cfg.VaultAddr == "" && len(in.cfg.AllowedVaultAddrs) == 0 {
+		in.vaultAddr = in.ann.VaultAddr
+		return
+	}
 	allowed := in.cfg.vaultAddrs()
 	switch {
 	case in.ann.VaultAddr != "" && slices.Contains(allowed, in.ann.VaultAddr):
