@@ -38,8 +38,9 @@ func (a *agent) serve() (func(), error) {
 }
 
 // healthMux answers the kubelet's probes: /healthz, /readyz and /startup
-// (200 once every secret was written), /restart-probe (fails once per
-// restart reload).
+// (200 once every secret was written), /restart-probe (fails for
+// reload.RestartWindow after a restart reload). Anyone on the Pod network
+// can ask: none of them changes state or keeps anything per request.
 func (a *agent) healthMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
@@ -53,7 +54,7 @@ func (a *agent) healthMux() *http.ServeMux {
 	mux.HandleFunc("/readyz", readyFn)
 	mux.HandleFunc("/startup", readyFn)
 	mux.HandleFunc("/restart-probe", func(w http.ResponseWriter, r *http.Request) {
-		if a.reloader.ShouldRestart(r.URL.Query().Get("container")) {
+		if a.reloader.ShouldRestart() {
 			http.Error(w, "secrets rotated: restart to load them", http.StatusServiceUnavailable)
 			return
 		}

@@ -572,7 +572,7 @@ func TestARestartWithAnInvalidSavedTokenReloadsTheApp(t *testing.T) {
 				t.Fatal(err)
 			}
 			// The app container's probe has been seen before the restart.
-			if ta.reloader.ShouldRestart("app") {
+			if ta.reloader.ShouldRestart() {
 				t.Fatal("restart before any rotation")
 			}
 			ta.start(t)
@@ -586,7 +586,7 @@ func TestARestartWithAnInvalidSavedTokenReloadsTheApp(t *testing.T) {
 			if n := ta.vault.count("login"); n != wantLogins {
 				t.Errorf("%d logins, want %d", n, wantLogins)
 			}
-			if !ta.reloader.ShouldRestart("app") {
+			if !ta.reloader.ShouldRestart() {
 				t.Error("the app was not reloaded after its file was rewritten")
 			}
 		})

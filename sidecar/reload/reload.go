@@ -38,10 +38,18 @@ type Reloader struct {
 	clock         clock.Clock
 	observe       func(kind string, err error)
 
-	mu         sync.Mutex
-	restartGen int            // bumped by each "restart" reload
-	acked      map[string]int // per app container: the generation its probe last failed for
+	mu        sync.Mutex
+	restartAt time.Time // the last "restart" reload
 }
+
+// RestartWindow is how long after a "restart" reload the app containers'
+// liveness probe fails: one probe period of the injector's restart probe
+// (5 s) and 2 s to spare, so the kubelet's probe fails at least once
+// whoever else asks, and the restarted container's first probe (10 s after
+// it starts) falls after it. A window, not a count: a request from the Pod
+// network cannot use up the failure meant for the kubelet, and no state is
+// kept per name asked.
+const RestartWindow = 7 * time.Second
 
 // New is a Reloader; a nil Clock is the real one, a nil Log discards.
 func New(o Options) *Reloader {
@@ -85,7 +93,7 @@ func (r *Reloader) one(ctx context.Context, rl spec.Reload) error {
 		return r.post(ctx, rl.URL)
 	case spec.ReloadRestart:
 		r.mu.Lock()
-		r.restartGen++
+		r.restartAt = r.clock.Now()
 		r.mu.Unlock()
 		return nil
 	}
@@ -150,16 +158,16 @@ func (r *Reloader) post(ctx context.Context, url string) error {
 	return last
 }
 
-// ShouldRestart reports, once per "restart" reload, that the named app
-// container's liveness probe must fail so the kubelet restarts it. A
-// container seen for the first time starts at the current generation.
-func (r *Reloader) ShouldRestart(container string) bool {
+// ShouldRestart reports whether the app containers' liveness probe must
+// fail now, so the kubelet restarts them onto new secrets: for
+// RestartWindow after each "restart" reload. Every target container fails
+// together (each is restarted once); the name the probe gives is not
+// trusted or kept.
+func (r *Reloader) ShouldRestart() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.acked == nil {
-		r.acked = map[string]int{}
+	if r.restartAt.IsZero() {
+		return false
 	}
-	ack, seen := r.acked[container]
-	r.acked[container] = r.restartGen
-	return seen && ack < r.restartGen
+	return r.clock.Now().Before(r.restartAt.Add(RestartWindow))
 }

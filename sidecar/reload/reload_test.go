@@ -14,17 +14,28 @@ import (
 	"github.com/ramvault/ramvault/sidecar/clock"
 )
 
-func TestRestartProbeFailsOncePerContainerPerRotation(t *testing.T) {
-	r := New(Options{})
-	if r.ShouldRestart("app") {
+// The restart probe fails for RestartWindow after a rotation, whoever asks
+// and however often: requests from the Pod network cannot use it up, and
+// it keeps nothing per container name asked.
+func TestRestartProbeFailsForAWindowThatCannotBeUsedUp(t *testing.T) {
+	fc := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	r := New(Options{Clock: fc})
+	if r.ShouldRestart() {
 		t.Fatal("failed before any rotation")
 	}
 	r.Reload(context.Background(), []spec.Reload{{Kind: spec.ReloadRestart}})
-	if !r.ShouldRestart("app") || r.ShouldRestart("app") {
-		t.Fatal("want exactly one failure after a rotation")
+	for i := 0; i < 20000; i++ { // an attacker polling it
+		if !r.ShouldRestart() {
+			t.Fatalf("request %d after the rotation passed: the failure was used up", i)
+		}
 	}
-	if r.ShouldRestart("other") {
-		t.Fatal("a container first seen after the rotation must not restart")
+	fc.Advance(RestartWindow - time.Millisecond)
+	if !r.ShouldRestart() {
+		t.Fatal("passed before the window ended: the kubelet may not have probed yet")
+	}
+	fc.Advance(time.Millisecond)
+	if r.ShouldRestart() {
+		t.Fatal("still failing after the window: the restarted container would be restarted again")
 	}
 }
 
