@@ -112,3 +112,13 @@ func checkInjected(pod *corev1.Pod) error {
 	return spec.ErrorList{{Field: StatusAnnotation, Message: fmt.Sprintf(
 		"the Pod says it was injected, but it has no ramvault agent container or no in-memory %s volume: remove %s (the injector sets it)", SecretsVolume, StatusAnnotation)}}
 }
+
+// checkHostNetwork denies Pods on the node's network: the agent listens on
+// fixed ports (health, metrics), which would clash with those of every
+// other such Pod on the node, and would be open on the node's addresses.
+func (in *injection) checkHostNetwork() {
+	if in.pod.Spec.HostNetwork {
+		in.fail("spec.hostNetwork", "the agent listens on ports %d and %d of the Pod's network, which hostNetwork makes the node's, where they clash with every other injected hostNetwork Pod and are open to the node's networks: remove hostNetwork, or deliver this Pod's secrets another way",
+			spec.AgentHealthPort, spec.AgentMetricsPort)
+	}
+}

@@ -144,6 +144,7 @@ func (in *injection) check() {
 	in.checkMode()
 	in.checkNames()
 	in.checkMounts()
+	in.checkHostNetwork()
 	in.checkTargets()
 	in.checkVaultAddr()
 	in.checkUser()
@@ -534,7 +535,11 @@ func (in *injection) volumes() []corev1.Volume {
 	if cm := in.vaultCAConfigMap(); cm != "" {
 		vols = append(vols, corev1.Volume{Name: VaultCAVolume, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 			LocalObjectReference: corev1.LocalObjectReference{Name: cm},
-			Items:                []corev1.KeyToPath{{Key: vaultCAFile, Path: vaultCAFile}}}}})
+			Items:                []corev1.KeyToPath{{Key: vaultCAFile, Path: vaultCAFile}},
+			// Optional: without it the Pod would wait in ContainerCreating
+			// forever, saying nothing; the agent then fails with an error
+			// naming the ConfigMap (its termination message).
+			Optional: new(true)}}})
 	}
 	return vols
 }

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -128,6 +129,11 @@ func New(o Options) (*Client, error) {
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.TLSServerName}
 	if o.CACert != "" {
 		pem, err := os.ReadFile(o.CACert)
+		if errors.Is(err, fs.ErrNotExist) {
+			// In a Pod: the CA ConfigMap's volume is optional, so that a
+			// missing ConfigMap is told here, not by a Pod that waits.
+			return nil, fmt.Errorf("vault TLS settings: no CA bundle at %s: does the ConfigMap named by ramvault.io/vault-ca-configmap (or the injector's --vault-ca-configmap) exist in the Pod's namespace, with the key ca.crt?", o.CACert)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("vault TLS settings: %w", err)
 		}

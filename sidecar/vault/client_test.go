@@ -440,3 +440,10 @@ func TestRetryAfterIsKept(t *testing.T) {
 		}
 	}
 }
+
+func TestAMissingCABundleNamesTheConfigMap(t *testing.T) {
+	_, err := New(Options{Addr: "https://vault:8200", CACert: filepath.Join(t.TempDir(), "ca.crt"), Timeout: time.Second})
+	if err == nil || !strings.Contains(err.Error(), "ramvault.io/vault-ca-configmap") {
+		t.Errorf("New with a missing CA file: %v; want an error naming the ConfigMap annotation", err)
+	}
+}
