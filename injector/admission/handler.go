@@ -53,6 +53,7 @@ type HandlerOptions struct {
 // request is allowed unchanged.
 type Handler struct {
 	opts   HandlerOptions
+	lanes  lanes
 	inject func(*corev1.Pod) (*corev1.Pod, error) // Injector.InjectInPlace, or Inject; tests replace it
 }
 
@@ -66,7 +67,7 @@ func NewHandler(cfg injector.Config, opts HandlerOptions) *Handler {
 	}
 	// A valid configuration is checked here once; an invalid one keeps
 	// failing every request with the message saying what is wrong.
-	h := &Handler{opts: opts, inject: func(pod *corev1.Pod) (*corev1.Pod, error) { return injector.Inject(pod, cfg) }}
+	h := &Handler{opts: opts, lanes: newLanes(), inject: func(pod *corev1.Pod) (*corev1.Pod, error) { return injector.Inject(pod, cfg) }}
 	if in, err := injector.New(cfg); err == nil {
 		h.inject = in.InjectInPlace
 	}
@@ -90,6 +91,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 		http.Error(w, fmt.Sprintf("content type %q: want application/json", r.Header.Get("Content-Type")), http.StatusUnsupportedMediaType)
 		return requestInvalid
 	}
+	release, ok := h.lanes.enter(r.Context(), r.ContentLength)
+	if !ok {
+		http.Error(w, "too many large admission reviews at once; try again", http.StatusServiceUnavailable)
+		return requestInvalid
+	}
+	defer release()
 	var buf bytes.Buffer
 	if n := r.ContentLength; n > 0 && n <= h.opts.MaxBodyBytes {
 		// One allocation (the apiserver says the length): ReadFrom grows

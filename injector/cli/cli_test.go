@@ -39,7 +39,7 @@ func TestCLI(t *testing.T) {
 		{name: "lint without the injector's configuration checks the manifest only", args: []string{"lint", "-f", "-"}, stdin: string(pod)},
 		{name: "lint without the injector's configuration still finds bad annotations", args: []string{"lint", "-f", "-"},
 			stdin: "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  namespace: shop\n  annotations: {ramvault.io/inject: \"true\", ramvault.io/secrte-a: kv/a}\nspec:\n  containers: [{name: a, image: a}]\n",
-			code: exitInvalid, stderr: "did you mean ramvault.io/secret-a"},
+			code:  exitInvalid, stderr: "did you mean ramvault.io/secret-a"},
 		{name: "inject without a Vault address says so", args: []string{"inject", "-f", "-"}, stdin: string(pod), code: exitInvalid, stderr: "--vault-addr"},
 		{name: "a missing file is reported", args: []string{"inject", "-f", "../testdata/nope.yaml"}, code: exitInvalid, stderr: "no such file"},
 		{name: "a malformed document is reported", args: []string{"inject", "-f", "-"}, stdin: "kind: Pod\nmetadata: [\n", code: exitInvalid, stderr: "document 1"},
