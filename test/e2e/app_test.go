@@ -61,8 +61,13 @@ func (w *world) exampleApp(name, kvPath, dbPath, reload string) *appsv1.Deployme
 						{Name: "app", Image: exampleImage, ImagePullPolicy: corev1.PullIfNotPresent,
 							Env: []corev1.EnvVar{{Name: "PGHOST", Value: w.env.PodPGHost}, {Name: "PGPORT", Value: w.env.PodPGPort},
 								{Name: "PGSSLMODE", Value: "disable"}}},
+						// Not listed, and another UID: with the shared process
+						// namespace of a signal reload, a container of the app's
+						// UID could read the files through /proc, and the
+						// injector denies it.
 						{Name: "other", Image: stack.BusyboxImage, ImagePullPolicy: corev1.PullNever,
-							Command: []string{"sh", "-c", "ls /var/run/secrets/ramvault 2>&1; sleep 3600"}},
+							SecurityContext: &corev1.SecurityContext{RunAsUser: ptr.To[int64](10002)},
+							Command:         []string{"sh", "-c", "ls /var/run/secrets/ramvault 2>&1; sleep 3600"}},
 					},
 				},
 			},
