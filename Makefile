@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X github.com/ramvault/ramvault/pkg/version.Version=$(VERSION)
 IMAGE_TAG ?= dev
 export CGO_ENABLED := 0
 
-.PHONY: all build deps tools vet test unit dev-up dev-down dev-status demo bench-agent bench-pods image image-size clean bench-webhook \
+.PHONY: all build deps tools vet test unit fuzz dev-up dev-down dev-status demo bench-agent bench-pods image image-size clean bench-webhook \
 	kind-up kind-load deploy-kind e2e-kind kind-down
 
 all: build
@@ -34,6 +34,18 @@ test: deps tools vet image
 	$(GO) test -count=1 -timeout 45m ./... || status=$$?; \
 	$(GO) run ./test/cmd/devstack down || status=$$?; \
 	exit $$status
+
+# Each fuzz target for FUZZTIME (default 10m), one after the other; what a
+# run finds goes into the target's testdata/fuzz corpus (commit it). Not
+# part of `make test`: about an hour in all.
+FUZZTIME ?= 10m
+FUZZ_TARGETS := ./pkg/spec:FuzzParse ./pkg/spec:FuzzNameChecks ./pkg/tmpl:FuzzParse ./pkg/tmpl:FuzzExecuteNeverLeaks \
+	./injector:FuzzInject ./injector/admission:FuzzDecodeAdmissionReview ./injector/admission:FuzzDecodeAdmittedPod
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t#*:}; echo "fuzz: $$name in $$pkg for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 unit: ## tests that need no stack
 	$(GO) test -count=1 ./pkg/... ./injector/... ./sidecar/... ./cmd/...
