@@ -80,7 +80,14 @@ func (i *Injector) InjectInPlace(pod *corev1.Pod) (*corev1.Pod, error) {
 	if _, done := pod.Annotations[StatusAnnotation]; done {
 		return pod, nil
 	}
-	ann, err := spec.Parse(pod.Annotations)
+	annotations, vk, leave, err := vaultK8sAnnotations(pod, cfg)
+	if leave {
+		return pod, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	ann, err := spec.Parse(annotations)
 	var errs spec.ErrorList
 	if err != nil && !errors.As(err, &errs) {
 		return nil, err
@@ -99,9 +106,10 @@ func (i *Injector) InjectInPlace(pod *corev1.Pod) (*corev1.Pod, error) {
 	}
 	in.check()
 	if errs = append(errs, in.errs...); len(errs) > 0 {
-		return nil, errs
+		return nil, vk.origin(errs)
 	}
 	in.apply()
+	vk.apply(pod)
 	return pod, nil
 }
 
@@ -114,17 +122,18 @@ type injection struct {
 	invalid map[string]bool // annotations spec.Parse rejected: checks that read them are skipped
 	errs    spec.ErrorList
 
-	mode          spec.Mode
-	targets       []int // indexes into pod.Spec.Containers
-	initTargets   []int // indexes into pod.Spec.InitContainers (named in ramvault.io/containers)
-	vaultAddr     string
-	role          string
-	uid           int64
-	gid           *int64
-	signalProcess string // set when some secret reloads by signal
-	signal        bool
-	restart       bool
-	volumeSize    resource.Quantity
+	mode           spec.Mode
+	targets        []int // indexes into pod.Spec.Containers
+	initTargets    []int // indexes into pod.Spec.InitContainers (named in ramvault.io/containers)
+	vaultAddr      string
+	role           string
+	uid            int64
+	gid            *int64
+	signalProcess  string // set when some secret reloads by signal
+	signal         bool
+	restart        bool
+	volumeSize     resource.Quantity
+	agentResources corev1.ResourceRequirements // the configured ones, with the Pod's agent-requests-* and agent-limits-*
 }
 
 func key(name string) string { return spec.Prefix + name }
@@ -154,6 +163,7 @@ func (in *injection) check() {
 		}
 		in.volumeSize = q
 	}
+	in.checkResources()
 }
 
 func (in *injection) checkMode() {
@@ -217,9 +227,7 @@ func (in *injection) checkTargets() {
 		return
 	}
 	if len(in.ann.Containers) == 0 {
-		for i := range cs {
-			in.targets = append(in.targets, i)
-		}
+		in.defaultTargets()
 	} else {
 		var missing []string
 		named := func(name string) func(corev1.Container) bool {
@@ -262,8 +270,11 @@ func (in *injection) checkTargets() {
 	}
 	for _, c := range in.targetContainers() {
 		for _, m := range c.VolumeMounts {
-			if path.Clean(m.MountPath) == in.ann.MountPath {
-				in.fail(key("mount-path"), "container %q already mounts volume %q at %s: set %s to a free path", c.Name, m.Name, in.ann.MountPath, key("mount-path"))
+			for _, sm := range in.ann.Mounts() {
+				if path.Clean(m.MountPath) == sm.Path {
+					k := in.mountPathKey(sm)
+					in.fail(k, "container %q already mounts volume %q at %s: set %s to a free path", c.Name, m.Name, sm.Path, k)
+				}
 			}
 		}
 	}
@@ -323,6 +334,7 @@ func (in *injection) checkUser() {
 		ts[k] = target{name: c.Name, uid: effective(in.pod, c, func(s *corev1.SecurityContext) *int64 { return s.RunAsUser }, func(s *corev1.PodSecurityContext) *int64 { return s.RunAsUser }),
 			gid: effective(in.pod, c, func(s *corev1.SecurityContext) *int64 { return s.RunAsGroup }, func(s *corev1.PodSecurityContext) *int64 { return s.RunAsGroup })}
 	}
+	defer in.runAsGroup()
 	if u := in.ann.RunAsUser; u != nil {
 		in.uid = *u
 		var wrong []string
@@ -447,7 +459,9 @@ func (in *injection) checkSignalProcess() {
 			return
 		}
 	}
-	in.fail(key("signal-process"), "a signal reload needs the name of the process to signal, and container %q has no command to take it from (its image's entrypoint is not known at admission): set %s", c.Name, key("signal-process"))
+	// No name to give (the image's entrypoint is not known at
+	// admission): the agent signals the main process of each container
+	// that mounts the secrets (signalArgs).
 }
 
 // apply changes the Pod. The webhook's patch diffs only the fields it
@@ -458,14 +472,14 @@ func (in *injection) apply() {
 	ps.Volumes = append(ps.Volumes, in.volumes()...)
 	for _, i := range in.targets {
 		c := &ps.Containers[i]
-		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: SecretsVolume, MountPath: in.ann.MountPath, ReadOnly: true})
+		c.VolumeMounts = append(c.VolumeMounts, in.secretsMounts()...)
 		if in.restart {
 			c.LivenessProbe = restartProbe(c.Name)
 		}
 	}
 	for _, i := range in.initTargets { // before the agent goes in front of them
 		c := &ps.InitContainers[i]
-		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: SecretsVolume, MountPath: in.ann.MountPath, ReadOnly: true})
+		c.VolumeMounts = append(c.VolumeMounts, in.secretsMounts()...)
 	}
 	if in.signal {
 		ps.ShareProcessNamespace = new(true)
@@ -518,10 +532,8 @@ func (in *injection) volumes() []corev1.Volume {
 		{Name: PodInfoVolume, VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
 			Items: []corev1.DownwardAPIVolumeFile{{Path: annotationsFile, FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations"}}}}}},
 	}
-	if cm := in.vaultCAConfigMap(); cm != "" {
-		vols = append(vols, corev1.Volume{Name: VaultCAVolume, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
-			LocalObjectReference: corev1.LocalObjectReference{Name: cm},
-			Items:                []corev1.KeyToPath{{Key: vaultCAFile, Path: vaultCAFile}}}}})
+	if v := in.vaultCAVolume(); v != nil {
+		vols = append(vols, *v)
 	}
 	return vols
 }
@@ -529,8 +541,12 @@ func (in *injection) volumes() []corev1.Volume {
 // vaultCAFile is the ConfigMap key, and the file, of the Vault CA bundle.
 const vaultCAFile = "ca.crt"
 
-// vaultCAConfigMap is the Pod's choice, else the cluster default, else "".
+// vaultCAConfigMap is the Pod's choice, else the cluster default (unless
+// the Pod's CA is in a Secret), else "".
 func (in *injection) vaultCAConfigMap() string {
+	if in.ann.VaultCASecret != "" {
+		return ""
+	}
 	return cmp.Or(in.ann.VaultCAConfigMap, in.cfg.VaultCAConfigMap)
 }
 
@@ -545,8 +561,9 @@ func (in *injection) agent(name, mode string) corev1.Container {
 		// ramvault.io/auth-path wins over it like the others.
 		arg(flagAuthPath, in.cfg.AuthPath),
 	}
-	if in.signal {
-		args = append(args, arg(spec.FlagSignalProcess, in.signalProcess))
+	args = append(args, in.signalArgs()...)
+	if n := in.ann.VaultTLSServerName; n != "" {
+		args = append(args, arg(spec.FlagVaultTLSName, n))
 	}
 	mounts := []corev1.VolumeMount{
 		{Name: SecretsVolume, MountPath: spec.AgentSecretsDir},
@@ -554,7 +571,7 @@ func (in *injection) agent(name, mode string) corev1.Container {
 		{Name: TokenVolume, MountPath: spec.AgentTokenDir, ReadOnly: true},
 		{Name: PodInfoVolume, MountPath: spec.AgentPodInfoDir, ReadOnly: true},
 	}
-	if in.vaultCAConfigMap() != "" {
+	if in.vaultCAConfigMap() != "" || in.ann.VaultCASecret != "" {
 		args = append(args, arg(spec.FlagVaultCACert, path.Join(vaultCADir, vaultCAFile)))
 		mounts = append(mounts, corev1.VolumeMount{Name: VaultCAVolume, MountPath: vaultCADir, ReadOnly: true})
 	}
@@ -588,7 +605,7 @@ func (in *injection) agent(name, mode string) corev1.Container {
 // resources are the configured ones, the memory limit raised by the Memory
 // volumes the agent fills: tmpfs pages count against the writer's cgroup.
 func (in *injection) resources() corev1.ResourceRequirements {
-	r := *in.cfg.Resources.DeepCopy()
+	r := *in.agentResources.DeepCopy()
 	if limit, ok := r.Limits[corev1.ResourceMemory]; ok {
 		limit.Add(in.volumeSize)
 		limit.Add(resource.MustParse(stateVolumeSize))

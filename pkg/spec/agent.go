@@ -46,8 +46,17 @@ const (
 	FlagVaultTLSName  = "vault-tls-server-name"
 	FlagRole          = "role"           // derived: the service account name
 	FlagSignalProcess = "signal-process" // derived: first target container's command
-	FlagAnnotations   = "annotations"    // downward-API annotations file
-	FlagTokenFile     = "token-file"
-	FlagSecretsDir    = "secrets-dir"
-	FlagStateDir      = "state-dir"
+	// FlagSignalMountPath replaces FlagSignalProcess when no process name
+	// is known (a target container without command: the image's
+	// entrypoint): the agent signals the main process of every container
+	// that mounts the secrets volume at this path. In the Pod's shared PID
+	// namespace, a container's main process is one whose parent PID is 0,
+	// other than the pause process (PID 1) and the agent; it is a target's
+	// when its /proc/<pid>/mountinfo has a mount at this path of the same
+	// device (major:minor) as the agent's own AgentSecretsDir.
+	FlagSignalMountPath = "signal-mount-path"
+	FlagAnnotations     = "annotations" // downward-API annotations file
+	FlagTokenFile       = "token-file"
+	FlagSecretsDir      = "secrets-dir"
+	FlagStateDir        = "state-dir"
 )

@@ -140,24 +140,24 @@ type Annotations struct {
 	// VaultTLSServerName is checked against Vault's certificate; "" means
 	// the host of the address.
 	VaultTLSServerName string
-	Reload           Reload
-	SignalProcess    string
-	Containers       []string
-	Mode             Mode // "" means the cluster's default
-	Placement        string
-	MountPath        string
-	VolumeSize       string
-	RunAsUser        *int64
-	RunAsGroup       *int64
-	ReplaceLiveness  bool
-	InjectToken      bool
-	Refresh          time.Duration
+	Reload             Reload
+	SignalProcess      string
+	Containers         []string
+	Mode               Mode // "" means the cluster's default
+	Placement          string
+	MountPath          string
+	VolumeSize         string
+	RunAsUser          *int64
+	RunAsGroup         *int64
+	ReplaceLiveness    bool
+	InjectToken        bool
+	Refresh            time.Duration
 	// AgentRequests and AgentLimits are the agent-requests-<resource> and
 	// agent-limits-<resource> annotations, by Kubernetes resource name
 	// (cpu, memory, ephemeral-storage), as written.
 	AgentRequests map[string]string
 	AgentLimits   map[string]string
-	Secrets          []Secret // sorted by name
+	Secrets       []Secret // sorted by name
 }
 
 // ReloadFor is the reload that applies to a secret.

@@ -98,7 +98,7 @@ func TestParse(t *testing.T) {
 			errors: []string{`ramvault.io/reload: restart needs the agent running`}},
 		{name: "a template without a secret is a file that reads its own secrets",
 			in: map[string]string{"ramvault.io/inject": "true",
-				"ramvault.io/template-dsn": `{{ with secret "kv/app" }}{{ .Data.data.host }}{{ end }}:{{ with secret "database/creds/app" }}{{ .Data.username }}{{ end }}`,
+				"ramvault.io/template-dsn":  `{{ with secret "kv/app" }}{{ .Data.data.host }}{{ end }}:{{ with secret "database/creds/app" }}{{ .Data.username }}{{ end }}`,
 				"ramvault.io/file-name-dsn": "config/dsn.txt", "ramvault.io/mount-path-dsn": "/etc/app/"},
 			check: func(t *testing.T, c *Annotations) {
 				s := c.Secrets[0]
