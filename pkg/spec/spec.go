@@ -316,7 +316,8 @@ func (s *Secret) finish(cfg *Annotations, vals map[string]string) ErrorList {
 	if s.MountPath == "" {
 		s.MountPath = cfg.MountPath
 	}
-	if _, hasSecret := vals["secret"]; !hasSecret {
+	_, hasSecret := vals["secret"]
+	if !hasSecret {
 		for _, f := range []string{"method", "params", "format", "key"} {
 			if _, set := vals[f]; set {
 				errs = append(errs, Error{key(f), fmt.Sprintf("applies to %s, and %s has none: its template reads its secrets itself; add %s, or remove this annotation", key("secret"), s.Name, key("secret"))})
@@ -332,7 +333,7 @@ func (s *Secret) finish(cfg *Annotations, vals map[string]string) ErrorList {
 		}
 	}
 	if s.Template != "" {
-		if _, set := vals["format"]; set {
+		if _, set := vals["format"]; set && hasSecret {
 			errs = append(errs, Error{key("format"), "set either format or template, not both"})
 		}
 		s.Format = FormatTemplate
