@@ -122,18 +122,18 @@ type injection struct {
 	invalid map[string]bool // annotations spec.Parse rejected: checks that read them are skipped
 	errs    spec.ErrorList
 
-	mode           spec.Mode
-	targets        []int // indexes into pod.Spec.Containers
-	initTargets    []int // indexes into pod.Spec.InitContainers (named in ramvault.io/containers)
-	vaultAddr      string
-	role           string
-	uid            int64
-	gid            *int64
-	signalProcess  string // set when some secret reloads by signal
-	signal         bool
-	restart        bool
-	volumeSize     resource.Quantity
-	agentResources corev1.ResourceRequirements // the configured ones, with the Pod's agent-requests-* and agent-limits-*
+	mode          spec.Mode
+	targets       []int // indexes into pod.Spec.Containers
+	initTargets   []int // indexes into pod.Spec.InitContainers (named in ramvault.io/containers)
+	vaultAddr     string
+	role          string
+	uid           int64
+	gid           *int64
+	signalProcess string // set when some secret reloads by signal
+	signal        bool
+	restart       bool
+	volumeSize    resource.Quantity
+	agentRes      corev1.ResourceRequirements // the configured ones, with the Pod's agent-requests-* and agent-limits-*
 }
 
 func key(name string) string { return spec.Prefix + name }
@@ -605,7 +605,7 @@ func (in *injection) agent(name, mode string) corev1.Container {
 // resources are the configured ones, the memory limit raised by the Memory
 // volumes the agent fills: tmpfs pages count against the writer's cgroup.
 func (in *injection) resources() corev1.ResourceRequirements {
-	r := *in.agentResources.DeepCopy()
+	r := *in.agentRes.DeepCopy()
 	if limit, ok := r.Limits[corev1.ResourceMemory]; ok {
 		limit.Add(in.volumeSize)
 		limit.Add(resource.MustParse(stateVolumeSize))

@@ -106,7 +106,7 @@ func (in *injection) checkResources() {
 	}
 	set("requests", &r.Requests, in.ann.AgentRequests)
 	set("limits", &r.Limits, in.ann.AgentLimits)
-	in.agentResources = r
+	in.agentRes = r
 	final := in.resources()
 	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage} {
 		req, okR := final.Requests[name]
