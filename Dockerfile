@@ -25,7 +25,11 @@ RUN --mount=type=cache,target=/gomodcache --mount=type=cache,target=/gocache \
 
 FROM scratch AS agent
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
-COPY --from=build /out/ramvault-agent /ramvault-agent
+# Execute-only (root-owned, mode 0111): the kernel makes a process whose
+# binary its user cannot read non-dumpable from exec on, so an app of the
+# same UID that kills the agent cannot open /proc/<new agent>/root, /mem or
+# /environ before the agent's own PR_SET_DUMPABLE 0 (a race it used to win).
+COPY --from=build --chmod=0111 /out/ramvault-agent /ramvault-agent
 USER 65532:65532
 ENTRYPOINT ["/ramvault-agent"]
 

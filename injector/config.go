@@ -24,6 +24,12 @@ type Config struct {
 	VaultAddr string
 	// AllowedVaultAddrs are the other addresses a Pod may ask for.
 	AllowedVaultAddrs []string
+	// VaultAddrsUnknown says the cluster's Vault addresses are not known
+	// (`ramvault lint` of a manifest in CI, without the injector's
+	// configuration): a valid ramvault.io/vault-addr passes, and a Pod
+	// without one is not refused for the missing default. The webhook
+	// never sets it.
+	VaultAddrsUnknown bool
 	// VaultCAConfigMap names the ConfigMap (key ca.crt, in each Pod's
 	// namespace) with the CA bundle of Vault's certificate, for Pods that
 	// set no ramvault.io/vault-ca-configmap. Empty: the agent image's

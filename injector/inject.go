@@ -28,7 +28,6 @@ const (
 	SecretsVolume      = "ramvault-secrets"    // Memory emptyDir: the secret files
 	StateVolume        = "ramvault-state"      // Memory emptyDir: the agent's token and leases
 	TokenVolume        = "ramvault-token"      // projected service-account token
-	PodInfoVolume      = "ramvault-podinfo"    // downward API: the Pod's annotations
 	VaultCAVolume      = "ramvault-vault-ca"   // ConfigMap: the CA bundle of Vault's certificate, when set
 )
 
@@ -37,7 +36,6 @@ const vaultCADir = "/ramvault/vault-ca"
 
 const (
 	tokenFile       = "token"
-	annotationsFile = "annotations"
 	stateVolumeSize = "1Mi"
 	maxCommLen      = 15 // a process name in /proc/<pid>/comm
 	flagAuthPath    = "auth-path"
@@ -78,6 +76,11 @@ func (i *Injector) InjectInPlace(pod *corev1.Pod) (*corev1.Pod, error) {
 	// Checked before parsing: an injected Pod stays as it is, even if a
 	// later injector would read its annotations differently.
 	if _, done := pod.Annotations[StatusAnnotation]; done {
+		if pod.Annotations[key("inject")] == "true" {
+			if err := checkInjected(pod); err != nil {
+				return nil, err
+			}
+		}
 		return pod, nil
 	}
 	annotations, vk, leave, err := vaultK8sAnnotations(pod, cfg)
@@ -100,7 +103,7 @@ func (i *Injector) InjectInPlace(pod *corev1.Pod) (*corev1.Pod, error) {
 		}
 		return pod, nil
 	}
-	in := &injection{pod: pod, cfg: cfg, ann: ann, invalid: map[string]bool{}}
+	in := &injection{pod: pod, cfg: cfg, ann: ann, invalid: map[string]bool{}, vk: vk}
 	for _, e := range errs {
 		in.invalid[e.Field] = true
 	}
@@ -133,7 +136,12 @@ type injection struct {
 	signal        bool
 	restart       bool
 	volumeSize    resource.Quantity
-	agentRes      corev1.ResourceRequirements // the configured ones, with the Pod's agent-requests-* and agent-limits-*
+	frozen        string // the agent's --spec
+	// agentRes are the configured resources with the Pod's
+	// agent-requests-* and agent-limits-*; vk is a vault-k8s Pod's
+	// translation, or nil.
+	agentRes corev1.ResourceRequirements
+	vk       *fromVaultK8s
 }
 
 func key(name string) string { return spec.Prefix + name }
@@ -148,6 +156,8 @@ func (in *injection) check() {
 	}
 	in.checkMode()
 	in.checkNames()
+	in.checkMounts()
+	in.checkHostNetwork()
 	in.checkTargets()
 	in.checkVaultAddr()
 	in.checkUser()
@@ -156,6 +166,11 @@ func (in *injection) check() {
 	if in.role == "" {
 		in.role = cmp.Or(in.pod.Spec.ServiceAccountName, "default")
 	}
+	frozen, err := spec.EncodeFrozen(in.specAnnotations())
+	if err != nil {
+		in.fail(key("inject"), "%v", err)
+	}
+	in.frozen = frozen
 	if !in.invalid[key("volume-size")] {
 		q, err := resource.ParseQuantity(in.ann.VolumeSize)
 		if err != nil {
@@ -195,7 +210,7 @@ func (in *injection) agentNames() []string {
 // checkNames denies Pods that already use a name or port the agent needs.
 func (in *injection) checkNames() {
 	for i, v := range in.pod.Spec.Volumes {
-		if slices.Contains([]string{SecretsVolume, StateVolume, TokenVolume, PodInfoVolume, VaultCAVolume}, v.Name) {
+		if slices.Contains(ownVolumes, v.Name) {
 			in.fail(fmt.Sprintf("spec.volumes[%d]", i), "the Pod already has a volume named %q, a name the injector needs: rename that volume (and the volumeMounts that use it)", v.Name)
 		}
 	}
@@ -295,6 +310,10 @@ func (in *injection) targetContainers() []corev1.Container {
 
 func (in *injection) checkVaultAddr() {
 	if in.invalid[key("vault-addr")] {
+		return
+	}
+	if in.cfg.VaultAddrsUnknown && in.cfg.VaultAddr == "" && len(in.cfg.AllowedVaultAddrs) == 0 {
+		in.vaultAddr = in.ann.VaultAddr
 		return
 	}
 	allowed := in.cfg.vaultAddrs()
@@ -427,6 +446,7 @@ func (in *injection) checkReload() {
 			in.fail(signalKey, "a signal reload needs a process namespace shared with the app, and the Pod sets spec.shareProcessNamespace: false: remove that field, or choose another reload")
 		}
 		in.checkSignalProcess()
+		in.checkSharedProcesses(signalKey)
 	}
 	if restartKey != "" {
 		in.restart = true
@@ -529,8 +549,6 @@ func (in *injection) volumes() []corev1.Volume {
 		{Name: TokenVolume, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
 				Audience: audience, ExpirationSeconds: new(in.cfg.TokenExpirationSeconds), Path: tokenFile}}}}}},
-		{Name: PodInfoVolume, VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
-			Items: []corev1.DownwardAPIVolumeFile{{Path: annotationsFile, FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations"}}}}}},
 	}
 	if v := in.vaultCAVolume(); v != nil {
 		vols = append(vols, *v)
@@ -569,14 +587,15 @@ func (in *injection) agent(name, mode string) corev1.Container {
 		{Name: SecretsVolume, MountPath: spec.AgentSecretsDir},
 		{Name: StateVolume, MountPath: spec.AgentStateDir},
 		{Name: TokenVolume, MountPath: spec.AgentTokenDir, ReadOnly: true},
-		{Name: PodInfoVolume, MountPath: spec.AgentPodInfoDir, ReadOnly: true},
 	}
 	if in.vaultCAConfigMap() != "" || in.ann.VaultCASecret != "" {
 		args = append(args, arg(spec.FlagVaultCACert, path.Join(vaultCADir, vaultCAFile)))
 		mounts = append(mounts, corev1.VolumeMount{Name: VaultCAVolume, MountPath: vaultCADir, ReadOnly: true})
 	}
 	args = append(args,
-		arg(spec.FlagAnnotations, path.Join(spec.AgentPodInfoDir, annotationsFile)),
+		// What was checked, frozen: the agent never reads the live
+		// annotations, which `kubectl annotate` could change.
+		arg(spec.FlagSpec, in.frozen),
 		arg(spec.FlagTokenFile, path.Join(spec.AgentTokenDir, tokenFile)),
 		arg(spec.FlagSecretsDir, spec.AgentSecretsDir),
 		arg(spec.FlagStateDir, spec.AgentStateDir),

@@ -75,12 +75,15 @@ func (in *injection) runAsGroup() {
 // its ConfigMap (or the cluster's), or none.
 func (in *injection) vaultCAVolume() *corev1.Volume {
 	items := []corev1.KeyToPath{{Key: in.ann.VaultCAKey, Path: vaultCAFile}}
+	// Optional: without it the Pod would wait in ContainerCreating
+	// forever, saying nothing; the agent then fails with an error naming
+	// the ConfigMap or Secret (its termination message).
 	if s := in.ann.VaultCASecret; s != "" {
-		return &corev1.Volume{Name: VaultCAVolume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: s, Items: items}}}
+		return &corev1.Volume{Name: VaultCAVolume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: s, Items: items, Optional: new(true)}}}
 	}
 	if cm := in.vaultCAConfigMap(); cm != "" {
 		return &corev1.Volume{Name: VaultCAVolume, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
-			LocalObjectReference: corev1.LocalObjectReference{Name: cm}, Items: items}}}
+			LocalObjectReference: corev1.LocalObjectReference{Name: cm}, Items: items, Optional: new(true)}}}
 	}
 	return nil
 }

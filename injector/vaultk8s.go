@@ -84,15 +84,28 @@ func (vk *fromVaultK8s) origin(errs spec.ErrorList) spec.ErrorList {
 	return out
 }
 
-// apply writes the translation onto the Pod, where the agent reads it
-// (the downward-API annotations file), and vault-k8s's status, so that
-// vault-k8s's webhook, if installed, leaves the Pod alone.
+// apply writes the translation onto the Pod (the agent gets it in --spec,
+// specAnnotations; on the Pod it says what was injected, and checkInjected
+// reads ramvault.io/inject), and vault-k8s's status, so that vault-k8s's
+// webhook, if installed, leaves the Pod alone.
 func (vk *fromVaultK8s) apply(pod *corev1.Pod) {
 	if vk == nil {
 		return
 	}
 	maps.Copy(pod.Annotations, vk.added)
 	pod.Annotations[vaultk8s.StatusAnnotation] = vaultk8s.StatusInjected
+}
+
+// specAnnotations are the annotations the agent gets in --spec (of which
+// EncodeFrozen keeps the ramvault.io/ ones): the Pod's, with a vault-k8s
+// Pod's translation.
+func (in *injection) specAnnotations() map[string]string {
+	if in.vk == nil {
+		return in.pod.Annotations
+	}
+	m := maps.Clone(in.pod.Annotations)
+	maps.Copy(m, in.vk.added)
+	return m
 }
 
 // Annotations of other injectors that say which containers they added.

@@ -41,7 +41,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "ramvault-agent:", err)
 		return 2
 	}
-	a, err := New(cfg)
+	a, err := newAgent(cfg)
 	if err != nil {
 		cfg.Log.Error("cannot start", "err", err)
 		return 2
@@ -53,12 +53,12 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	return 0
 }
 
-func parseFlags(args []string, stderr io.Writer) (Config, error) {
-	var c Config
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
 	var annotations, logFormat string
 	fs := flag.NewFlagSet("ramvault-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.Mode, spec.FlagMode, ModeSidecar, "init: write every secret once and exit; sidecar: keep them fresh until SIGTERM, then revoke")
+	fs.StringVar(&c.Mode, spec.FlagMode, modeSidecar, "init: write every secret once and exit; sidecar: keep them fresh until SIGTERM, then revoke")
 	fs.StringVar(&c.VaultAddr, spec.FlagVaultAddr, "", "Vault address (ramvault.io/vault-addr wins)")
 	fs.StringVar(&c.CACert, spec.FlagVaultCACert, "", "PEM file of the CA that signs Vault's certificate (default: system roots)")
 	fs.StringVar(&c.TLSServerName, spec.FlagVaultTLSName, "", "server name to verify Vault's certificate against")
@@ -69,7 +69,9 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.VaultTokenFile, "vault-token-file", "", "debugging: use the Vault token in this file instead of logging in (it is not revoked)")
 	fs.StringVar(&c.SecretsDir, spec.FlagSecretsDir, spec.AgentSecretsDir, "tmpfs directory the secret files go to")
 	fs.StringVar(&c.StateDir, spec.FlagStateDir, spec.AgentStateDir, "agent-only tmpfs directory for the token and leases")
-	fs.StringVar(&annotations, spec.FlagAnnotations, spec.AgentPodInfoDir+"/annotations", "file of ramvault.io/ annotations, one key=\"value\" per line (the downward-API format)")
+	var frozen string
+	fs.StringVar(&frozen, spec.FlagSpec, "", "the ramvault.io/ annotations as a JSON object, as the injector checked them at admission (it sets this flag; the Pod's live annotations are never read)")
+	fs.StringVar(&annotations, spec.FlagAnnotations, "", "instead of --spec (running by hand): file of ramvault.io/ annotations, one key=\"value\" per line (the downward-API format)")
 	fs.StringVar(&c.SignalProcess, spec.FlagSignalProcess, "", "process to signal for reload signal:<SIG> (ramvault.io/signal-process wins)")
 	fs.StringVar(&c.HealthAddr, "health-addr", fmt.Sprintf(":%d", spec.AgentHealthPort), "health, startup and restart-probe endpoints (sidecar mode; empty disables)")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", fmt.Sprintf(":%d", spec.AgentMetricsPort), "Prometheus metrics (sidecar mode; empty disables)")
@@ -92,18 +94,13 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	c.Log = slog.New(h).With("mode", c.Mode)
 	c.Harden = true
 
-	f, err := os.Open(annotations)
+	raw, source, err := readAnnotations(frozen, annotations)
 	if err != nil {
-		return c, fmt.Errorf("--annotations: %w", err)
-	}
-	defer f.Close()
-	raw, err := spec.ParseAnnotationsFile(f)
-	if err != nil {
-		return c, fmt.Errorf("--annotations %s: %w", annotations, err)
+		return c, err
 	}
 	sp, err := spec.Parse(raw)
 	if err != nil {
-		return c, fmt.Errorf("annotations in %s: %w", annotations, err)
+		return c, fmt.Errorf("annotations in %s: %w", source, err)
 	}
 	c.Spec = sp
 	// Explicit annotations win over the flags the injector set.
@@ -118,4 +115,33 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	set("role", &c.Role, sp.Role)
 	set("signal-process", &c.SignalProcess, sp.SignalProcess)
 	return c, nil
+}
+
+// readAnnotations returns the annotations of --spec (what the injector
+// validated, frozen in the container's arguments, which cannot change once
+// the Pod exists) or of the --annotations file (running by hand), and where
+// they came from.
+func readAnnotations(frozen, file string) (map[string]string, string, error) {
+	switch {
+	case frozen != "" && file != "":
+		return nil, "", fmt.Errorf("give --%s or --%s, not both", spec.FlagSpec, spec.FlagAnnotations)
+	case frozen != "":
+		raw, err := spec.DecodeFrozen(frozen)
+		if err != nil {
+			return nil, "", fmt.Errorf("--%s: %w", spec.FlagSpec, err)
+		}
+		return raw, "--" + spec.FlagSpec, nil
+	case file == "":
+		return nil, "", fmt.Errorf("no annotations: give --%s (the injector does) or --%s FILE", spec.FlagSpec, spec.FlagAnnotations)
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, "", fmt.Errorf("--%s: %w", spec.FlagAnnotations, err)
+	}
+	defer f.Close()
+	raw, err := spec.ParseAnnotationsFile(f)
+	if err != nil {
+		return nil, "", fmt.Errorf("--%s %s: %w", spec.FlagAnnotations, file, err)
+	}
+	return raw, file, nil
 }

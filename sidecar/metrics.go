@@ -61,18 +61,32 @@ func (m *metrics) setExpiry(secret string, t time.Time) {
 	}
 	m.mu.Unlock()
 }
-func (m *metrics) setDegraded(d bool) {
+
+// setDegraded records whether Vault is failing the agent; it reports
+// whether that changed.
+func (m *metrics) setDegraded(d bool) bool {
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	changed := m.degraded != d
 	m.degraded = d
-	m.mu.Unlock()
+	return changed
 }
 
-var help = map[string]string{
-	"ramvault_agent_fetches_total":        "Secrets fetched from Vault, by secret and result.",
-	"ramvault_agent_lease_renewals_total": "Lease renewals, by secret and result.",
-	"ramvault_agent_file_writes_total":    "Secret files written (unchanged content is not rewritten).",
-	"ramvault_agent_reloads_total":        "App reloads, by kind and result.",
-	"ramvault_agent_logins_total":         "Vault logins, by result.",
+func (m *metrics) isDegraded() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.degraded
+}
+
+// counterHelp is each counter's HELP line, by name (sorted).
+func counterHelp() [][2]string {
+	return [][2]string{
+		{"ramvault_agent_fetches_total", "Secrets fetched from Vault, by secret and result."},
+		{"ramvault_agent_file_writes_total", "Secret files written (unchanged content is not rewritten)."},
+		{"ramvault_agent_lease_renewals_total", "Lease renewals, by secret and result."},
+		{"ramvault_agent_logins_total", "Vault logins, by result."},
+		{"ramvault_agent_reloads_total", "App reloads, by kind and result."},
+	}
 }
 
 func (m *metrics) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
@@ -88,13 +102,9 @@ func (m *metrics) writeTo(w io.Writer) {
 		name := s[:strings.IndexByte(s+"{", '{')]
 		byName[name] = append(byName[name], s)
 	}
-	names := make([]string, 0, len(help))
-	for n := range help {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", n, help[n], n)
+	for _, c := range counterHelp() {
+		n := c[0]
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", n, c[1], n)
 		series := byName[n]
 		sort.Strings(series)
 		for _, s := range series {

@@ -2,20 +2,23 @@ package sidecar
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/ramvault/ramvault/pkg/spec"
 )
 
-func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+// startWatch watches path until ctx ends (the watch is set up when it returns).
+func startWatch(ctx context.Context, t *testing.T, path string, r *rotation) {
+	t.Helper()
+	tw := watchTokenFile(path, quietLog())
+	if tw == nil {
+		t.Fatal("no watch")
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); tw.run(ctx, r) }()
+	t.Cleanup(func() { <-done })
+}
 
 func waitRotated(t *testing.T, ch <-chan struct{}, what string) {
 	t.Helper()
@@ -49,7 +52,7 @@ func TestTokenWatchSeesAKubeletRotation(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	r := newRotation()
-	watchTokenFile(ctx, filepath.Join(dir, "token"), r, quietLog())
+	startWatch(ctx, t, filepath.Join(dir, "token"), r)
 	ch := r.wait()
 	writeGen("..2025_01_01_00_48_00.2", "two")
 	waitRotated(t, ch, "the ..data swap")
@@ -67,7 +70,7 @@ func TestTokenWatchSeesAFileReplacedOrRewritten(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	r := newRotation()
-	watchTokenFile(ctx, path, r, quietLog())
+	startWatch(ctx, t, path, r)
 
 	ch := r.wait()
 	if err := os.WriteFile(filepath.Join(dir, "ca.crt"), []byte("x"), 0o600); err != nil {
@@ -96,63 +99,26 @@ func TestTokenWatchSeesAFileReplacedOrRewritten(t *testing.T) {
 
 }
 
-// memDir is a directory on tmpfs (the agent refuses any other), or skips.
-func memDir(t *testing.T) string {
-	t.Helper()
-	var st syscall.Statfs_t
-	if err := syscall.Statfs("/dev/shm", &st); err != nil || st.Type != 0x01021994 {
-		t.Skip("no tmpfs at /dev/shm")
-	}
-	dir, err := os.MkdirTemp("/dev/shm", "ramvault-test-")
-	if err != nil {
-		t.Skip(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
 // A login refused because the service-account token is no longer valid is
 // retried as soon as the kubelet writes a new one, not after the backoff.
 func TestLoginBackoffEndsWhenTheTokenFileChanges(t *testing.T) {
-	f, srv := newFakeVault(t)
-	var logins atomic.Int32
-	f.handlers["PUT /v1/auth/kubernetes/login"] = func(w http.ResponseWriter, _ *http.Request, body map[string]any) {
-		logins.Add(1)
-		if body["jwt"] != "fresh" {
-			w.WriteHeader(http.StatusForbidden)
-			_, _ = io.WriteString(w, `{"errors":["permission denied"]}`)
-			return
-		}
-		_, _ = io.WriteString(w, `{"auth":{"client_token":"s.1","lease_duration":3600,"renewable":true}}`)
-	}
-	root := memDir(t)
-	for _, d := range []string{"secrets", "state", "token"} {
-		if err := os.Mkdir(filepath.Join(root, d), 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tokenFile := filepath.Join(root, "token", "token")
+	tokenFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokenFile, []byte("stale"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sp, err := spec.Parse(map[string]string{"ramvault.io/secret-a": "secret/data/a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	backoffs := make(chan time.Duration, 10)
-	a, err := New(Config{Mode: ModeInit, VaultAddr: srv.URL, Role: "app", TokenFile: tokenFile,
-		SecretsDir: filepath.Join(root, "secrets"), StateDir: filepath.Join(root, "state"), Spec: sp, Log: quietLog(),
-		// The backoff never ends on its own: only the new token can end it.
-		After: func(d time.Duration) <-chan time.Time { backoffs <- d; return nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ta := newTestAgent(t, modeInit, map[string]string{"ramvault.io/secret-a": "secret/data/a"})
+	ta.cfg.TokenFile, ta.token.cfg.TokenFile = tokenFile, tokenFile
+	ta.vault.jwtOK = func(jwt string) bool { return jwt == "fresh" }
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	watchTokenFile(ctx, tokenFile, a.rotated, a.log)
+	startWatch(ctx, t, tokenFile, ta.rotated)
 	done := make(chan error, 1)
-	go func() { done <- retryLogin(ctx, a, "log in", a.ensureToken) }()
-	<-backoffs // the first login failed and the agent waits
+	// The backoff never ends on its own (the clock never moves): only the
+	// new token can end it.
+	go func() { done <- ta.retry.do(ctx, "log in", retryOpts{login: true}, ta.token.ensure) }()
+	if !ta.clock.BlockUntil(ctx, 1) { // the first login failed and the agent waits
+		t.Fatal("the agent never backed off")
+	}
 	if err := os.WriteFile(tokenFile+".new", []byte("fresh"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -162,10 +128,10 @@ func TestLoginBackoffEndsWhenTheTokenFileChanges(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("login: %v", err)
 	}
-	if n := logins.Load(); n != 2 {
+	if n := ta.vault.count("login"); n != 2 {
 		t.Errorf("%d logins, want 2", n)
 	}
-	if a.currentToken() != "s.1" {
+	if ta.token.current() != "s.token-1" {
 		t.Error("the new Vault token is not in use")
 	}
 }

@@ -1,6 +1,6 @@
 // Package admission serves injector.Inject as a mutating admission webhook:
-// the HTTP handler of AdmissionReviews, its decoders, the Events that tell
-// of denials and the webhook's metrics.
+// the HTTP handler of AdmissionReviews, its decoders and the webhook's
+// metrics.
 package admission
 
 import (
@@ -42,17 +42,18 @@ var (
 type HandlerOptions struct {
 	Log          *slog.Logger
 	Metrics      *Metrics
-	Events       *EventRecorder
 	MaxBodyBytes int64
 }
 
 // Handler answers AdmissionReviews (admission.k8s.io/v1) at /mutate. The
 // CREATE of a Pod goes through Inject; the change is answered as a
 // JSONPatch (patch.Strict, or patch.Raw for a Pod with fields this injector
-// does not know), a denial with every problem Inject found (and an Event,
-// see EventRecorder). Every other request is allowed unchanged.
+// does not know), a denial with every problem Inject found. It writes
+// nothing to the API: anyone who reaches it can post a review. Every other
+// request is allowed unchanged.
 type Handler struct {
 	opts   HandlerOptions
+	lanes  lanes
 	inject func(*corev1.Pod) (*corev1.Pod, error) // Injector.InjectInPlace, or Inject; tests replace it
 }
 
@@ -66,7 +67,7 @@ func NewHandler(cfg injector.Config, opts HandlerOptions) *Handler {
 	}
 	// A valid configuration is checked here once; an invalid one keeps
 	// failing every request with the message saying what is wrong.
-	h := &Handler{opts: opts, inject: func(pod *corev1.Pod) (*corev1.Pod, error) { return injector.Inject(pod, cfg) }}
+	h := &Handler{opts: opts, lanes: newLanes(), inject: func(pod *corev1.Pod) (*corev1.Pod, error) { return injector.Inject(pod, cfg) }}
 	if in, err := injector.New(cfg); err == nil {
 		h.inject = in.InjectInPlace
 	}
@@ -90,6 +91,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 		http.Error(w, fmt.Sprintf("content type %q: want application/json", r.Header.Get("Content-Type")), http.StatusUnsupportedMediaType)
 		return requestInvalid
 	}
+	release, ok := h.lanes.enter(r.Context(), r.ContentLength)
+	if !ok {
+		http.Error(w, "too many large admission reviews at once; try again", http.StatusServiceUnavailable)
+		return requestInvalid
+	}
+	defer release()
 	var buf bytes.Buffer
 	if n := r.ContentLength; n > 0 && n <= h.opts.MaxBodyBytes {
 		// One allocation (the apiserver says the length): ReadFrom grows
@@ -200,11 +207,7 @@ func (h *Handler) review(req *admissionv1.AdmissionRequest) (o outcome) {
 	}
 	out, err := h.inject(target)
 	if problems := (spec.ErrorList)(nil); errors.As(err, &problems) {
-		msg := err.Error()
-		if req.DryRun == nil || !*req.DryRun {
-			h.opts.Events.record(pod, fmt.Sprintf("ramvault did not inject %s: %s", podLabel(pod), msg))
-		}
-		o.resp, o.injection = denied(msg), injectionDenied
+		o.resp, o.injection = denied(err.Error()), injectionDenied
 		return o
 	}
 	if err != nil {
@@ -269,12 +272,4 @@ func respond(w http.ResponseWriter, status int, uid types.UID, resp *admissionv1
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
-}
-
-// podLabel names a Pod in an Event.
-func podLabel(pod *corev1.Pod) string {
-	if pod.Name == "" && pod.GenerateName != "" {
-		return fmt.Sprintf("a Pod %s* of %s", pod.GenerateName, pod.Namespace)
-	}
-	return fmt.Sprintf("Pod %s/%s", pod.Namespace, pod.Name)
 }

@@ -20,7 +20,6 @@ import (
 
 	"github.com/ramvault/ramvault/injector"
 	"github.com/ramvault/ramvault/injector/internal/injecttest"
-	"github.com/ramvault/ramvault/injector/kube/kubetest"
 	"github.com/ramvault/ramvault/pkg/spec"
 )
 
@@ -163,9 +162,7 @@ func TestHandlerDenialListsEveryProblem(t *testing.T) {
 		t.Fatalf("the test Pod should have at least 4 problems, Inject says %v", want)
 	}
 	m := NewMetrics(prometheus.NewRegistry())
-	client, _ := kubetest.NewAPIServer(t).Client(t)
-	events := NewEventRecorder(client, slog.New(slog.DiscardHandler), "replica-0")
-	h := NewHandler(injecttest.Config(), HandlerOptions{Metrics: m, Events: events})
+	h := NewHandler(injecttest.Config(), HandlerOptions{Metrics: m})
 	w := injecttest.Post(h, injecttest.ReviewBody(t, injecttest.PodRequest("uid-deny", injecttest.PodJSON(t, pod), "shop")), "application/json")
 	resp := injecttest.Answer(t, w)
 	if w.Code != http.StatusOK || resp.Allowed || resp.UID != "uid-deny" || resp.Patch != nil {
@@ -182,23 +179,11 @@ func TestHandlerDenialListsEveryProblem(t *testing.T) {
 	if testutil.ToFloat64(m.requests.WithLabelValues(requestDenied)) != 1 || testutil.ToFloat64(m.injections.WithLabelValues(injectionDenied)) != 1 {
 		t.Error("the denial is not counted")
 	}
-	select {
-	case ev := <-events.queue:
-		if ev.Reason != ReasonDenied || !strings.Contains(ev.Message, want.Error()) || ev.InvolvedObject.Kind != "Namespace" {
-			t.Errorf("event %s %s on %v: %s", ev.Type, ev.Reason, ev.InvolvedObject, ev.Message)
-		}
-	default:
-		t.Error("no event queued")
-	}
-
-	// A dry run has no side effects: no event.
+	// A dry run is answered the same way.
 	req := injecttest.PodRequest("uid-dry", injecttest.PodJSON(t, pod), "shop")
 	req.DryRun = ptr.To(true)
 	if resp := injecttest.Answer(t, injecttest.Post(h, injecttest.ReviewBody(t, req), "application/json")); resp.Allowed {
 		t.Error("a dry run was allowed")
-	}
-	if len(events.queue) != 0 {
-		t.Error("a dry run queued an event")
 	}
 }
 
@@ -222,8 +207,10 @@ func TestHandlerUsesTheRequestNamespace(t *testing.T) {
 func TestHandlerSkipsWhatIsNotOptedInOrInjectedBefore(t *testing.T) {
 	plain := injecttest.Pod()
 	plain.Annotations = nil
-	injected := injecttest.Pod()
-	injected.Annotations[injector.StatusAnnotation] = "injected v0"
+	injected, err := injector.Inject(injecttest.Pod(), injecttest.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, pod := range map[string]*corev1.Pod{"a Pod without the opt-in": plain, "a Pod injected before": injected} {
 		t.Run(name, func(t *testing.T) {
 			m := NewMetrics(prometheus.NewRegistry())
@@ -236,5 +223,15 @@ func TestHandlerSkipsWhatIsNotOptedInOrInjectedBefore(t *testing.T) {
 				t.Error("not counted as skipped")
 			}
 		})
+	}
+}
+
+func TestHandlerDeniesAStatusSetByHand(t *testing.T) {
+	pod := injecttest.Pod()
+	pod.Annotations[injector.StatusAnnotation] = "injected v0"
+	h := NewHandler(injecttest.Config(), HandlerOptions{})
+	resp := injecttest.Answer(t, injecttest.Post(h, injecttest.ReviewBody(t, injecttest.PodRequest("uid", injecttest.PodJSON(t, pod), "shop")), "application/json"))
+	if resp.Allowed || resp.Result == nil || !strings.Contains(resp.Result.Message, "remove ramvault.io/status") {
+		t.Errorf("response %+v: an opted-in Pod with a status but no agent must be denied, naming the annotation", resp)
 	}
 }

@@ -181,7 +181,8 @@ func runWebhook(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: c.LogLevel}))
 	gc := gcPercent(os.Getenv("GOGC"))
-	log.Info("garbage collector", "GOGC", gc)
+	memLimit := memoryLimit(os.Getenv("GOMEMLIMIT"), "/sys/fs/cgroup/memory.max")
+	log.Info("garbage collector", "GOGC", gc, "memoryLimitBytes", memLimit)
 	if err := serveWebhook(ctx, c, log); err != nil {
 		log.Error("webhook stopped", "err", err)
 		return exitInvalid
@@ -196,6 +197,29 @@ func runWebhook(ctx context.Context, args []string, stderr io.Writer) int {
 // CPU under load. At 400 it runs a quarter as often, for a heap a few tens
 // of MiB at most, well inside the Deployment's 128Mi limit.
 const defaultGCPercent = 400
+
+// memoryLimit sets the Go runtime's soft memory limit to 80% of the
+// container's cgroup limit (file, cgroup v2) unless env (GOMEMLIMIT, which
+// the runtime has already applied) is set; it returns the limit in effect,
+// or -1 for none. GOGC 400 lets the heap grow to five times what is live:
+// under a burst the collector must work harder before the cgroup kills the
+// replica, not after.
+func memoryLimit(env, file string) int64 {
+	if env != "" {
+		return debug.SetMemoryLimit(-1)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return -1
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil || n <= 0 { // "max": no limit
+		return -1
+	}
+	limit := n / 10 * 8
+	debug.SetMemoryLimit(limit)
+	return limit
+}
 
 // gcPercent applies defaultGCPercent when env (the GOGC variable, which the
 // runtime has already applied) is empty, and returns the GOGC in effect.
@@ -231,8 +255,7 @@ func serveWebhook(ctx context.Context, c WebhookConfig, log *slog.Logger) error 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := admission.NewMetrics(reg)
 	instance := identity()
-	events := admission.NewEventRecorder(client, log, instance)
-	handler := admission.NewHandler(c.Inject, admission.HandlerOptions{Log: log, Metrics: metrics, Events: events, MaxBodyBytes: c.MaxRequestBytes})
+	handler := admission.NewHandler(c.Inject, admission.HandlerOptions{Log: log, Metrics: metrics, MaxBodyBytes: c.MaxRequestBytes})
 
 	var certs servingcert.Source
 	if c.SelfSigned {
@@ -290,7 +313,6 @@ func serveWebhook(ctx context.Context, c WebhookConfig, log *slog.Logger) error 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveUntilShutdown(webhook.ServeTLS(wl, "", "")) })
 	g.Go(func() error { return serveUntilShutdown(opsServer.Serve(ml)) })
-	g.Go(func() error { events.Run(gctx); return nil })
 	g.Go(func() error { return certs.Start(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()

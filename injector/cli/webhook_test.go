@@ -163,3 +163,21 @@ func errorMentions(t *testing.T, err error, want ...string) {
 		}
 	}
 }
+
+func TestMemoryLimitFollowsTheCgroup(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	dir := t.TempDir()
+	file := filepath.Join(dir, "memory.max")
+	if err := os.WriteFile(file, []byte("134217728\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := memoryLimit("", file); got != 134217728/10*8 {
+		t.Errorf("memoryLimit with a 128Mi cgroup = %d, want 80%%", got)
+	}
+	if err := os.WriteFile(file, []byte("max\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := memoryLimit("", file); got != -1 {
+		t.Errorf("memoryLimit without a cgroup limit = %d, want -1", got)
+	}
+}

@@ -24,7 +24,7 @@ import (
 // its own.
 const Timeout = 10 * time.Second
 
-// Client makes the webhook's calls to the apiserver: Secrets and Events
+// Client makes the webhook's calls to the apiserver: Secrets
 // (core/v1), its MutatingWebhookConfiguration (admissionregistration/v1),
 // its Lease (coordination/v1) and GET /version.
 //
@@ -44,7 +44,7 @@ type Client struct {
 // errors.
 func scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
-	s.AddKnownTypes(corev1.SchemeGroupVersion, &corev1.Secret{}, &corev1.Event{})
+	s.AddKnownTypes(corev1.SchemeGroupVersion, &corev1.Secret{})
 	s.AddKnownTypes(admissionregistrationv1.SchemeGroupVersion, &admissionregistrationv1.MutatingWebhookConfiguration{})
 	s.AddKnownTypes(coordinationv1.SchemeGroupVersion, &coordinationv1.Lease{})
 	metav1.AddToGroupVersion(s, corev1.SchemeGroupVersion) // Status, unversioned: the errors of every group
@@ -103,8 +103,6 @@ func (c *Client) WebhookConfigs() Resource {
 	return Resource{c.admission, "mutatingwebhookconfigurations", ""}
 }
 
-func (c *Client) events(ns string) Resource { return Resource{c.core, "events", ns} }
-
 func (r Resource) on(req *rest.Request) *rest.Request {
 	return req.NamespaceIfScoped(r.namespace, r.namespace != "").Resource(r.name)
 }
@@ -129,11 +127,6 @@ func (r Resource) Update(ctx context.Context, name string, obj, out runtime.Obje
 // Patch applies data, a patch of type pt, to the object name.
 func (r Resource) Patch(ctx context.Context, name string, pt types.PatchType, data []byte, fieldManager string) error {
 	return r.on(r.client.Patch(pt)).Name(name).Param("fieldManager", fieldManager).Body(data).Do(ctx).Error()
-}
-
-// CreateEvent creates ev in its namespace.
-func (c *Client) CreateEvent(ctx context.Context, ev *corev1.Event) error {
-	return c.events(ev.Namespace).Create(ctx, ev, &corev1.Event{})
 }
 
 // ServerVersion reads GET /version, the one discovery call the webhook

@@ -282,6 +282,16 @@ func (t *translation) file(s *secret) {
 		}
 		t.set("file-name-"+s.name, file, from)
 	}
+	for from, to := range map[string]string{"agent-template-left-delim": "template-left-delim", "agent-template-right-delim": "template-right-delim"} {
+		if v, ok := t.value(from, raw); ok && v != "" {
+			t.set(to+"-"+s.name, v, Prefix+from+"-"+raw)
+		}
+	}
+	if v, ok := t.value("error-on-missing-key", raw); ok {
+		if b, _ := parseBool(v); b {
+			t.set("error-on-missing-key-"+s.name, "true", Prefix+"error-on-missing-key-"+raw)
+		}
+	}
 	if v, ok := t.value("secret-volume-path", raw); ok && strings.TrimSpace(v) != "" {
 		t.set("mount-path-"+s.name, v, Prefix+"secret-volume-path-"+raw)
 	}

@@ -50,7 +50,7 @@ func TestTranslate(t *testing.T) {
 		{name: "every problem at once, each naming its annotation",
 			in: map[string]string{"agent-inject": "true", "agent-inject-secret-a": "kv/a", "agent-inject-command-a": "kill -HUP 1", "agent-configmap": "cfg",
 				"auth-type": "aws", "tls-skip-verify": "true", "agent-pre-populate": "yes", "agent-inject-file-b": "x", "agent-injetc-secret-c": "kv/c",
-				"agent-inject-file-a": "../../etc/passwd"},
+				"agent-inject-file-a": "../../etc/passwd", "agent-template-left-delim-a": "[["},
 			errors: []string{`vault.hashicorp.com/agent-configmap: ramvault reads no Vault Agent configuration`,
 				`vault.hashicorp.com/agent-inject-command-a: ramvault's agent runs no commands`,
 				`vault.hashicorp.com/agent-inject-file-b: there is no secret "b"`,

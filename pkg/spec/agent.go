@@ -11,9 +11,6 @@ const (
 	AgentStateDir = "/ramvault/state"
 	// AgentTokenDir holds the projected service-account token (file "token").
 	AgentTokenDir = "/ramvault/token"
-	// AgentPodInfoDir holds the downward-API file "annotations" (the Pod's
-	// annotations, in the kubelet's key="value" format).
-	AgentPodInfoDir = "/ramvault/podinfo"
 
 	// AgentBinary is the agent's path in its image (the Dockerfile's agent
 	// target), for the native sidecar's postStart hook.
@@ -37,8 +34,8 @@ const (
 )
 
 // Agent flags the injector sets (cluster defaults and values it derived, such
-// as the role from the service account). Annotations in the pod-info file win
-// over them where both exist.
+// as the role from the service account). The annotations of --spec win over
+// them where both exist (the injector checked both).
 const (
 	FlagMode          = "mode"          // init | sidecar
 	FlagVaultAddr     = "vault-addr"    // cluster default Vault address
@@ -55,7 +52,8 @@ const (
 	// when its /proc/<pid>/mountinfo has a mount at this path of the same
 	// device (major:minor) as the agent's own AgentSecretsDir.
 	FlagSignalMountPath = "signal-mount-path"
-	FlagAnnotations     = "annotations" // downward-API annotations file
+	FlagSpec            = "spec"        // the ramvault.io/ annotations the injector checked (EncodeFrozen)
+	FlagAnnotations     = "annotations" // by hand only: a file of annotations in the downward-API format
 	FlagTokenFile       = "token-file"
 	FlagSecretsDir      = "secrets-dir"
 	FlagStateDir        = "state-dir"

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ramvault/ramvault/pkg/tmpl"
 )
 
 // Mode is the shape of the injection.
@@ -117,6 +119,10 @@ type Secret struct {
 	// MountPath is where the file's directory is mounted in the target
 	// containers: the Pod's mount-path unless mount-path-<name> is set.
 	MountPath string
+	// LeftDelim, RightDelim ("" for {{ and }}) and ErrorOnMissingKey are
+	// the options of a template-only file's template (pkg/tmpl.Options).
+	LeftDelim, RightDelim string
+	ErrorOnMissingKey     bool
 }
 
 // TemplateOnly says the file is a consul-template template that reads its
@@ -209,6 +215,10 @@ var tableIndex = sync.OnceValue(func() indexedTable {
 	return ix
 })
 
+// maxNameLen is the longest name part of an annotation key Kubernetes
+// accepts (a qualified name).
+const maxNameLen = 63
+
 // Parse reads every ramvault.io/ annotation, applies defaults, and validates;
 // it reports every problem at once. Annotations of other prefixes are ignored.
 func Parse(annotations map[string]string) (*Annotations, error) {
@@ -233,6 +243,13 @@ func Parse(annotations map[string]string) (*Annotations, error) {
 	perSecret := map[string]map[string]string{} // secret -> family -> value
 	for _, k := range keys {
 		name := strings.TrimPrefix(k, Prefix)
+		if len(name) > maxNameLen {
+			// The apiserver refuses such a key; a crafted review is the
+			// only way here. Neither echoed whole nor compared for a
+			// did-you-mean: that costs time in the length of the key.
+			errs = append(errs, Error{Prefix + name[:maxNameLen] + "…", fmt.Sprintf("the name of an annotation has at most %d characters (this one has %d)", maxNameLen, len(name))})
+			continue
+		}
 		v := strings.TrimSpace(annotations[k])
 		if r, ok := podRows[name]; ok {
 			if err := checkType(r, v); err != nil {
@@ -323,13 +340,20 @@ func (s *Secret) finish(cfg *Annotations, vals map[string]string) ErrorList {
 				errs = append(errs, Error{key(f), fmt.Sprintf("applies to %s, and %s has none: its template reads its secrets itself; add %s, or remove this annotation", key("secret"), s.Name, key("secret"))})
 			}
 		}
-		if err := checkDependencyTemplate(s.Template); err != nil {
+		if err := checkDependencyTemplate(s.Template, tmpl.Options{LeftDelim: s.LeftDelim, RightDelim: s.RightDelim, ErrorOnMissingKey: s.ErrorOnMissingKey}); err != nil {
 			errs = append(errs, Error{key("template"), err.Error()})
 		}
 		s.Format = FormatTemplate
-	} else if s.Template != "" {
-		if err := checkSecretTemplate(s.Template); err != nil {
-			errs = append(errs, Error{key("template"), err.Error()})
+	} else {
+		for _, f := range []string{"template-left-delim", "template-right-delim", "error-on-missing-key"} {
+			if _, set := vals[f]; set {
+				errs = append(errs, Error{key(f), fmt.Sprintf("applies to a template that reads its own secrets (%s without %s): remove it, or %s", key("template"), key("secret"), key("secret"))})
+			}
+		}
+		if s.Template != "" {
+			if err := checkSecretTemplate(s.Template); err != nil {
+				errs = append(errs, Error{key("template"), err.Error()})
+			}
 		}
 	}
 	if s.Template != "" {

@@ -388,6 +388,15 @@ func Table() []Row {
 				s.FileMode = os.FileMode(n)
 				return nil
 			}},
+		{Name: "template-left-delim", PerSecret: true, Type: TypeString, Example: "[[",
+			Doc: "Left delimiter of a template-only file's template, instead of `{{` (Vault Agent's `left_delimiter`).",
+			set: func(_ *Annotations, s *Secret, v string) error { s.LeftDelim = v; return nil }},
+		{Name: "template-right-delim", PerSecret: true, Type: TypeString, Example: "]]",
+			Doc: "Right delimiter of a template-only file's template, instead of `}}`.",
+			set: func(_ *Annotations, s *Secret, v string) error { s.RightDelim = v; return nil }},
+		{Name: "error-on-missing-key", PerSecret: true, Type: TypeBool, Default: "false",
+			Doc: "A template-only file's template fails on a missing key (the previous file stays) instead of writing `<no value>`, as Vault Agent's `error_on_missing_key`.",
+			set: func(_ *Annotations, s *Secret, v string) error { s.ErrorOnMissingKey = v == "true"; return nil }},
 		{Name: "file-name", PerSecret: true, Type: TypeString, Example: "config/app.properties",
 			Doc: "Path of the file under its mount path, when it is not `<name>`: may hold subdirectories (created 0700), never `..`; " +
 				"names starting with `.ramvault` are the agent's.",

@@ -3,11 +3,13 @@ package spec
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"text/template"
-	"text/template/parse"
+
+	"github.com/ramvault/ramvault/pkg/tmpl"
 )
 
 // TemplateFuncs is the documented function set of secret templates. The
@@ -102,98 +104,21 @@ func checkSecretTemplate(src string) error {
 }
 
 // checkDependencyTemplate checks a template-only file's consul-template
-// template: its syntax, its functions, and the Vault paths of its secret
-// calls. Temporary: pkg/tmpl (the consul-template engine, with dependency
-// extraction) replaces the body of this function with its own check, a
-// one-line change; nothing else in spec knows how these templates are read.
-func checkDependencyTemplate(src string) error {
-	t, err := template.New("t").Funcs(consulTemplateFuncs()).Parse(src)
-	if err != nil {
-		msg := strings.TrimPrefix(err.Error(), "template: t:")
-		if strings.Contains(msg, "not defined") {
-			msg += " (consul-template functions that read files, the environment or Consul, or run commands, are not available)"
-		}
-		return fmt.Errorf("template does not parse: %s", msg)
+// template with pkg/tmpl, the agent's engine: syntax, functions (none that
+// reads files, the environment or runs commands), and the Vault paths and
+// k=v arguments of its secret calls. Every problem, on one line.
+func checkDependencyTemplate(src string, opts tmpl.Options) error {
+	err := tmpl.Check("template", src, opts)
+	if err == nil {
+		return nil
 	}
-	var bad []string
-	walkSecretCalls(t.Tree.Root, func(p string) {
-		if !isVaultPath(strings.Trim(p, "/")) {
-			bad = append(bad, fmt.Sprintf("%q", p))
-		}
-	})
-	if len(bad) > 0 {
-		return fmt.Errorf("secret %s: not a Vault path", strings.Join(bad, ", "))
+	var list tmpl.ErrorList
+	if !errors.As(err, &list) {
+		return fmt.Errorf("template does not parse: %v", err)
 	}
-	return nil
-}
-
-// consulTemplateNames are consul-template's functions that a template-only
-// file may call: Vault's and the pure ones. Those that read files (file),
-// the environment (env, mustEnv, envOrDefault), Consul (key, service…) or
-// run commands (plugin, writeToFile) are left out.
-var consulTemplateNames = []string{
-	"secret", "secrets", "pkiCert",
-	"base64Decode", "base64Encode", "base64URLDecode", "base64URLEncode",
-	"toJSON", "toJSONPretty", "toUnescapedJSON", "toUnescapedJSONPretty", "toYAML", "toTOML",
-	"parseJSON", "parseYAML", "parseBool", "parseFloat", "parseInt", "parseUint",
-	"split", "splitToMap", "join", "contains", "containsAll", "containsAny", "containsNone", "containsNotAll",
-	"replaceAll", "regexMatch", "regexReplaceAll", "trimSpace", "trim", "trimPrefix", "trimSuffix",
-	"toLower", "toUpper", "toTitle", "indent", "in", "loop", "explode", "explodeMap",
-	"sha256Hex", "md5sum", "hmacSHA256Hex", "timestamp", "byKey", "byTag",
-	"add", "subtract", "multiply", "divide", "modulo", "minimum", "maximum",
-}
-
-// consulTemplateFuncs is consulTemplateNames as a function map for
-// parsing: the functions are never called.
-func consulTemplateFuncs() template.FuncMap {
-	m := template.FuncMap{}
-	for _, n := range consulTemplateNames {
-		m[n] = func(...any) (any, error) { return nil, nil }
+	msgs := make([]string, len(list))
+	for i, e := range list {
+		msgs[i] = strings.TrimPrefix(e.Error(), "template:")
 	}
-	return m
-}
-
-// walkSecretCalls calls f with the literal path of every `secret "<path>"`
-// in the tree.
-func walkSecretCalls(n parse.Node, f func(string)) {
-	switch n := n.(type) {
-	case *parse.ListNode:
-		if n != nil {
-			for _, c := range n.Nodes {
-				walkSecretCalls(c, f)
-			}
-		}
-	case *parse.ActionNode:
-		walkSecretCalls(n.Pipe, f)
-	case *parse.PipeNode:
-		if n == nil {
-			return
-		}
-		for _, c := range n.Cmds {
-			walkSecretCalls(c, f)
-		}
-	case *parse.CommandNode:
-		if len(n.Args) >= 2 {
-			if id, ok := n.Args[0].(*parse.IdentifierNode); ok && (id.Ident == "secret" || id.Ident == "secrets") {
-				if s, ok := n.Args[1].(*parse.StringNode); ok {
-					f(s.Text)
-				}
-			}
-		}
-		for _, a := range n.Args {
-			walkSecretCalls(a, f)
-		}
-	case *parse.IfNode:
-		walkSecretCalls(n.Pipe, f)
-		walkSecretCalls(n.List, f)
-		walkSecretCalls(n.ElseList, f)
-	case *parse.RangeNode:
-		walkSecretCalls(n.Pipe, f)
-		walkSecretCalls(n.List, f)
-		walkSecretCalls(n.ElseList, f)
-	case *parse.WithNode:
-		walkSecretCalls(n.Pipe, f)
-		walkSecretCalls(n.List, f)
-		walkSecretCalls(n.ElseList, f)
-	}
+	return fmt.Errorf("template does not parse: %s", strings.Join(msgs, "; "))
 }

@@ -25,17 +25,15 @@ var ErrNotMemory = errors.New("not a memory-backed filesystem (tmpfs or ramfs)")
 // the previous file is left as it was.
 var ErrFull = errors.New("no space left on the secrets volume")
 
-// Writer writes files into one directory.
+// Writer writes files into one directory. They are owned by the uid the
+// process runs as (the injector runs the agent as the app's uid, see
+// injector/README.md; chowning would need privileges the agent does not have).
 type Writer struct {
 	dir string
-	uid int // -1: leave ownership as created (the agent's own uid)
-	gid int
 }
 
-// New checks that dir exists and is on tmpfs or ramfs. Files will be owned by
-// uid:gid when those are not -1 (chown needs privileges the agent normally
-// does not have; it runs as the app's uid instead, see injector/README.md).
-func New(dir string, uid, gid int) (*Writer, error) {
+// New checks that dir exists and is on tmpfs or ramfs.
+func New(dir string) (*Writer, error) {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(dir, &st); err != nil {
 		return nil, fmt.Errorf("secrets directory %s: %w", dir, err)
@@ -43,19 +41,44 @@ func New(dir string, uid, gid int) (*Writer, error) {
 	if int64(st.Type) != tmpfsMagic && int64(st.Type) != ramfsMagic {
 		return nil, fmt.Errorf("secrets directory %s is %w (filesystem type 0x%x): mount an emptyDir with medium: Memory there", dir, ErrNotMemory, st.Type)
 	}
-	return &Writer{dir: dir, uid: uid, gid: gid}, nil
+	return &Writer{dir: dir}, nil
 }
 
 // Dir is the directory written to.
 func (w *Writer) Dir() string { return w.dir }
 
+// Read returns the content of file name (an error wrapping os.ErrNotExist
+// when there is none).
+func (w *Writer) Read(name string) ([]byte, error) {
+	if err := validName(name); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(filepath.Join(w.dir, name))
+}
+
+// Exists reports whether file name is there.
+func (w *Writer) Exists(name string) bool {
+	if validName(name) != nil {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(w.dir, name))
+	return err == nil
+}
+
+func validName(name string) error {
+	if name == "" || strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
+		return fmt.Errorf("invalid file name %q", name)
+	}
+	return nil
+}
+
 // Write replaces file name with data, atomically: a temporary file in the same
-// directory, fsync, chmod (and chown), rename. Readers see the old content or
+// directory, fsync, chmod, rename. Readers see the old content or
 // the new, never a partial file. It reports whether the file changed; equal
 // content is not rewritten.
 func (w *Writer) Write(name string, data []byte, mode os.FileMode) (bool, error) {
-	if name == "" || strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
-		return false, fmt.Errorf("invalid file name %q", name)
+	if err := validName(name); err != nil {
+		return false, err
 	}
 	path := filepath.Join(w.dir, name)
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
@@ -83,11 +106,6 @@ func (w *Writer) Write(name string, data []byte, mode os.FileMode) (bool, error)
 	}
 	if err := f.Chmod(mode.Perm()); err != nil {
 		return false, fmt.Errorf("chmod %s: %w", name, err)
-	}
-	if w.uid >= 0 || w.gid >= 0 {
-		if err := f.Chown(w.uid, w.gid); err != nil {
-			return false, fmt.Errorf("chown %s to %d:%d: %w", name, w.uid, w.gid, err)
-		}
 	}
 	if err := f.Close(); err != nil {
 		return false, w.classify(name, err)

@@ -34,14 +34,14 @@ func TestADiskDirectoryIsRefused(t *testing.T) {
 	if int64(st.Type) == tmpfsMagic {
 		t.Fatalf("%s is itself on tmpfs; cannot test the refusal here", dir)
 	}
-	_, err := New(dir, -1, -1)
+	_, err := New(dir)
 	if !errors.Is(err, ErrNotMemory) || !strings.Contains(err.Error(), "medium: Memory") {
 		t.Fatalf("New(disk dir) = %v; want ErrNotMemory saying what to change", err)
 	}
 }
 
 func TestWritesAreOwnerOnlyAndUnchangedContentIsNotRewritten(t *testing.T) {
-	w, err := New(memDir(t, "1m"), -1, -1)
+	w, err := New(memDir(t, "1m"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestWritesAreOwnerOnlyAndUnchangedContentIsNotRewritten(t *testing.T) {
 // Readers in a tight loop never see a partial or empty file across 1,000
 // rotations.
 func TestReadersNeverSeeAPartialFileAcross1000Rotations(t *testing.T) {
-	w, err := New(memDir(t, "4m"), -1, -1)
+	w, err := New(memDir(t, "4m"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestReadersNeverSeeAPartialFileAcross1000Rotations(t *testing.T) {
 }
 
 func TestAFullTmpfsKeepsThePreviousFile(t *testing.T) {
-	w, err := New(memDir(t, "64k"), -1, -1)
+	w, err := New(memDir(t, "64k"))
 	if err != nil {
 		t.Fatal(err)
 	}

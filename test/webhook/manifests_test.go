@@ -55,11 +55,11 @@ var overlays = map[string][]string{
 	"manifests/overlays/kind":                baseKinds,
 	"manifests/overlays/dev":                 baseKinds,
 	"manifests/overlays/vault-k8s-migration": baseKinds,
-	"manifests/overlays/cert-manager":        {"Certificate", "Certificate", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "Issuer", "Issuer", "MutatingWebhookConfiguration", "Namespace", "PodDisruptionBudget", "Service", "ServiceAccount"},
+	"manifests/overlays/cert-manager":        {"Certificate", "Certificate", "ConfigMap", "Deployment", "Issuer", "Issuer", "MutatingWebhookConfiguration", "Namespace", "PodDisruptionBudget", "Service", "ServiceAccount", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"},
 }
 
 var baseKinds = []string{"ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "MutatingWebhookConfiguration", "Namespace",
-	"PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"}
+	"PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 
 // TestManifestsDryRun: for the base and every overlay, the apiserver
 // accepts every object `kubectl kustomize` renders in a server-side dry run
@@ -69,51 +69,8 @@ var baseKinds = []string{"ClusterRole", "ClusterRoleBinding", "ConfigMap", "Depl
 // CRDs are stand-ins (testdata/cert-manager-crds.yaml).
 func TestManifestsDryRun(t *testing.T) {
 	c := newCluster(t)
-	rc, err := clientcmd.BuildConfigFromFlags("", c.env.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	warn := &warnings{}
-	rc.WarningHandler = warn
-	dyn, err := dynamic.NewForConfig(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(c.cs.Discovery()))
-	ctx := context.Background()
-	apply := func(u *unstructured.Unstructured, opts metav1.ApplyOptions) error {
-		gvk := u.GroupVersionKind()
-		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-		if err != nil {
-			return err
-		}
-		opts.FieldManager, opts.Force = "ramvault-manifests-test", true
-		_, err = dyn.Resource(m.Resource).Namespace(u.GetNamespace()).Apply(ctx, u.GetName(), u, opts)
-		return err
-	}
-
-	crds, err := os.ReadFile("testdata/cert-manager-crds.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs, err := stack.DecodeObjects(bytes.NewReader(crds))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range objs {
-		if err := apply(u, metav1.ApplyOptions{}); err != nil {
-			t.Fatalf("stand-in CRD %s: %v", u.GetName(), err)
-		}
-		t.Cleanup(func() {
-			_ = dyn.Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}).Delete(context.Background(), u.GetName(), metav1.DeleteOptions{})
-		})
-	}
-	waitFor(t, 30*time.Second, "the cert-manager.io kinds to be served", func() (struct{}, bool) {
-		mapper.Reset()
-		_, err1 := mapper.RESTMapping(schema.GroupKind{Group: "cert-manager.io", Kind: "Certificate"}, "v1")
-		_, err2 := mapper.RESTMapping(schema.GroupKind{Group: "cert-manager.io", Kind: "Issuer"}, "v1")
-		return struct{}{}, err1 == nil && err2 == nil
-	})
+	a := c.newApplier(t)
+	a.certManagerCRDs(t)
 
 	for _, dir := range slices.Sorted(maps.Keys(overlays)) {
 		t.Run(strings.ReplaceAll(dir, "/", "_"), func(t *testing.T) {
@@ -134,17 +91,87 @@ func TestManifestsDryRun(t *testing.T) {
 					c.ensureNamespace(t, u)
 				}
 			}
-			warn.reset()
-			for _, u := range objs {
-				if err := apply(u, metav1.ApplyOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
-					t.Errorf("%s %s/%s: %v", u.GetKind(), u.GetNamespace(), u.GetName(), err)
-				}
-			}
-			if msgs := warn.reset(); len(msgs) > 0 {
-				t.Errorf("the apiserver warned: %q", msgs)
-			}
+			a.dryRun(t, objs)
 		})
 	}
+}
+
+// applier server-side applies objects through the dynamic client, and
+// collects the apiserver's warnings.
+type applier struct {
+	dyn    *dynamic.DynamicClient
+	mapper *restmapper.DeferredDiscoveryRESTMapper
+	warn   *warnings
+}
+
+func (c *cluster) newApplier(t *testing.T) *applier {
+	t.Helper()
+	rc, err := clientcmd.BuildConfigFromFlags("", c.env.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &applier{warn: &warnings{}}
+	rc.WarningHandler = a.warn
+	if a.dyn, err = dynamic.NewForConfig(rc); err != nil {
+		t.Fatal(err)
+	}
+	a.mapper = restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(c.cs.Discovery()))
+	return a
+}
+
+func (a *applier) apply(u *unstructured.Unstructured, opts metav1.ApplyOptions) error {
+	gvk := u.GroupVersionKind()
+	m, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		return err
+	}
+	opts.FieldManager, opts.Force = "ramvault-manifests-test", true
+	_, err = a.dyn.Resource(m.Resource).Namespace(u.GetNamespace()).Apply(context.Background(), u.GetName(), u, opts)
+	return err
+}
+
+// dryRun has the apiserver accept every object in a server-side dry run,
+// without a warning.
+func (a *applier) dryRun(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	a.warn.reset()
+	for _, u := range objs {
+		if err := a.apply(u, metav1.ApplyOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+			t.Errorf("%s %s/%s: %v", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+		}
+	}
+	if msgs := a.warn.reset(); len(msgs) > 0 {
+		t.Errorf("the apiserver warned: %q", msgs)
+	}
+}
+
+// certManagerCRDs creates the stand-ins of cert-manager's CRDs
+// (testdata/cert-manager-crds.yaml) until the test ends, and waits until
+// their kinds are served.
+func (a *applier) certManagerCRDs(t *testing.T) {
+	t.Helper()
+	crds, err := os.ReadFile("testdata/cert-manager-crds.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := stack.DecodeObjects(bytes.NewReader(crds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range objs {
+		if err := a.apply(u, metav1.ApplyOptions{}); err != nil {
+			t.Fatalf("stand-in CRD %s: %v", u.GetName(), err)
+		}
+		t.Cleanup(func() {
+			_ = a.dyn.Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}).Delete(context.Background(), u.GetName(), metav1.DeleteOptions{})
+		})
+	}
+	waitFor(t, 30*time.Second, "the cert-manager.io kinds to be served", func() (struct{}, bool) {
+		a.mapper.Reset()
+		_, err1 := a.mapper.RESTMapping(schema.GroupKind{Group: "cert-manager.io", Kind: "Certificate"}, "v1")
+		_, err2 := a.mapper.RESTMapping(schema.GroupKind{Group: "cert-manager.io", Kind: "Issuer"}, "v1")
+		return struct{}{}, err1 == nil && err2 == nil
+	})
 }
 
 // checkRBACNames: every name the Deployment's flags give the injector (its

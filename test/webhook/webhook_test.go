@@ -1,8 +1,13 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,14 +15,15 @@ import (
 	"testing"
 	"time"
 
+	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 
 	"github.com/ramvault/ramvault/injector"
-	"github.com/ramvault/ramvault/injector/admission"
 	"github.com/ramvault/ramvault/pkg/spec"
 	"github.com/ramvault/ramvault/test/stack"
 )
@@ -91,15 +97,39 @@ func TestWebhook(t *testing.T) {
 				t.Errorf("the error lacks %q:\n%v", p.Error(), err)
 			}
 		}
-		// A Pod without a controller: the Event is on its namespace.
-		ev := waitEvent(t, c, ns, func(e corev1.Event) bool { return e.InvolvedObject.Kind == "Namespace" && e.InvolvedObject.Name == ns })
-		for _, p := range problems {
-			if !strings.Contains(ev.Message, p.Error()) {
-				t.Errorf("the event lacks %q: %s", p.Error(), ev.Message)
-			}
+	})
+
+	t.Run("a forged review makes the webhook write nothing", func(t *testing.T) {
+		// Anyone who reaches the webhook can post a review: it must not
+		// make the webhook write anything (it used to create an Event in
+		// the namespace the review named).
+		before := ramvaultEvents(t, c, ns)
+		pod := appPod("forged", map[string]string{"ramvault.io/inject": "true", "ramvault.io/secrte-x": "kv/x"})
+		pod.Namespace = ns
+		body, err := json.Marshal(admissionv1.AdmissionReview{
+			TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+			Request: &admissionv1.AdmissionRequest{UID: "forged", Operation: admissionv1.Create, Namespace: ns,
+				Kind:     metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+				Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+				Object:   runtime.RawExtension{Raw: mustJSON(t, pod)}},
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-		if !strings.Contains(ev.Message, "Pod "+ns+"/invalid") {
-			t.Errorf("the event does not name the Pod: %s", ev.Message)
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+		resp, err := client.Post(wh.url(), "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(out), `"allowed":false`) {
+			t.Fatalf("forged review: %d %s; want a denial", resp.StatusCode, out)
+		}
+		// The webhook never writes: give a background writer time to show.
+		time.Sleep(3 * time.Second)
+		if after := ramvaultEvents(t, c, ns); after != before {
+			t.Errorf("a forged review made %d new ramvault Events in %s", after-before, ns)
 		}
 	})
 
@@ -120,7 +150,8 @@ func TestWebhook(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ev := waitEvent(t, c, ns, func(e corev1.Event) bool { return e.InvolvedObject.UID == rs.UID })
+		// The ReplicaSet controller tells of the denial, with the message.
+		ev := waitEvent(t, c, ns, "FailedCreate", func(e corev1.Event) bool { return e.InvolvedObject.UID == rs.UID })
 		if ev.InvolvedObject.Kind != "ReplicaSet" || ev.Type != corev1.EventTypeWarning || !strings.Contains(ev.Message, problems[0].Error()) {
 			t.Errorf("event %s on %s/%s: %s", ev.Type, ev.InvolvedObject.Kind, ev.InvolvedObject.Name, ev.Message)
 		}
@@ -129,7 +160,7 @@ func TestWebhook(t *testing.T) {
 		cmd := exec.Command(filepath.Join(root, "bin", "kubectl"), "describe", "replicaset", "-n", ns, rs.Name)
 		cmd.Env = append(os.Environ(), "KUBECONFIG="+c.env.Kubeconfig)
 		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), admission.ReasonDenied) || !strings.Contains(string(out), "ramvault.io/refresh") {
+		if err != nil || !strings.Contains(string(out), "FailedCreate") || !strings.Contains(string(out), "ramvault.io/refresh") {
 			t.Errorf("kubectl describe replicaset (%v) does not tell of the denial:\n%s", err, out)
 		}
 	})
@@ -197,13 +228,13 @@ func expectedProblems(t *testing.T, c *cluster, pod *corev1.Pod, ns string) spec
 	return list
 }
 
-// waitEvent waits for a RamvaultInjectionDenied event of namespace ns that
-// match accepts.
-func waitEvent(t *testing.T, c *cluster, ns string, match func(corev1.Event) bool) corev1.Event {
+// waitEvent waits for an event of namespace ns with reason that match
+// accepts.
+func waitEvent(t *testing.T, c *cluster, ns, reason string, match func(corev1.Event) bool) corev1.Event {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		list, err := c.cs.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{FieldSelector: "reason=" + admission.ReasonDenied})
+		list, err := c.cs.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{FieldSelector: "reason=" + reason})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -213,10 +244,36 @@ func waitEvent(t *testing.T, c *cluster, ns string, match func(corev1.Event) boo
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no matching %s event in %s after 30s; events: %v", admission.ReasonDenied, ns, list.Items)
+			t.Fatalf("no matching %s event in %s after 30s; events: %v", reason, ns, list.Items)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// ramvaultEvents counts the Events of namespace ns that a ramvault
+// component reported or that speak of ramvault's reason.
+func ramvaultEvents(t *testing.T, c *cluster, ns string) int {
+	t.Helper()
+	list, err := c.cs.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range list.Items {
+		if strings.Contains(e.Source.Component+e.ReportingController+e.Reason, "ramvault") || strings.Contains(e.Reason, "Ramvault") {
+			n++
+		}
+	}
+	return n
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // TestWebhookDown: while no webhook answers, the opted-in Pods are refused

@@ -100,7 +100,7 @@ func CheckInjection(t testing.TB, in, out *corev1.Pod, cfg injector.Config) {
 	for _, v := range out.Spec.Volumes {
 		volumes[v.Name]++
 	}
-	for _, v := range []string{injector.SecretsVolume, injector.StateVolume, injector.TokenVolume, injector.PodInfoVolume} {
+	for _, v := range []string{injector.SecretsVolume, injector.StateVolume, injector.TokenVolume} {
 		if volumes[v] != 1 {
 			t.Errorf("%d volumes named %q", volumes[v], v)
 		}
