@@ -159,7 +159,7 @@ func Table() []Row {
 			}},
 		{Name: "auth-type", Type: TypeEnum, Enum: []string{"kubernetes", "jwt"}, Default: "kubernetes",
 			Doc: "Vault auth method the agent logs in with, at `auth-path`: `kubernetes` (Vault asks the apiserver for a TokenReview) or `jwt` " +
-				"(Vault checks the projected token against the cluster's service-account issuer keys, for a Vault that cannot reach the apiserver).",
+				"(Vault checks the projected token against the cluster's service-account issuer keys, for a Vault that cannot reach the apiserver). The agent's login is the same call for both (role and token at `auth/<auth-path>/login`): name the jwt mount in `auth-path`.",
 			set: func(c *Annotations, _ *Secret, v string) error { c.AuthType = v; return nil }},
 		{Name: "audience", Type: TypeString, Default: "vault",
 			Doc: "Audience of the projected service-account token the agent logs in with; must match the Vault role's `audience`.",
