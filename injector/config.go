@@ -54,6 +54,11 @@ type Config struct {
 	AllowedNamespaces []string
 	// Version is written into the ramvault.io/status annotation.
 	Version string
+	// VaultK8sAnnotations serves Pods opted in to HashiCorp vault-k8s's
+	// injection (vault.hashicorp.com/agent-inject): their vault.hashicorp.com/
+	// annotations are read as the ramvault.io/ ones that do the same
+	// (package vaultk8s), and the Pod is marked injected for vault-k8s too.
+	VaultK8sAnnotations bool
 }
 
 // Defaults of Config.

@@ -83,7 +83,14 @@ func (i *Injector) InjectInPlace(pod *corev1.Pod) (*corev1.Pod, error) {
 		}
 		return pod, nil
 	}
-	ann, err := spec.Parse(pod.Annotations)
+	annotations, vk, leave, err := vaultK8sAnnotations(pod, cfg)
+	if leave {
+		return pod, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	ann, err := spec.Parse(annotations)
 	var errs spec.ErrorList
 	if err != nil && !errors.As(err, &errs) {
 		return nil, err
@@ -96,15 +103,16 @@ func (i *Injector) InjectInPlace(pod *corev1.Pod) (*corev1.Pod, error) {
 		}
 		return pod, nil
 	}
-	in := &injection{pod: pod, cfg: cfg, ann: ann, invalid: map[string]bool{}}
+	in := &injection{pod: pod, cfg: cfg, ann: ann, invalid: map[string]bool{}, vk: vk}
 	for _, e := range errs {
 		in.invalid[e.Field] = true
 	}
 	in.check()
 	if errs = append(errs, in.errs...); len(errs) > 0 {
-		return nil, errs
+		return nil, vk.origin(errs)
 	}
 	in.apply()
+	vk.apply(pod)
 	return pod, nil
 }
 
@@ -129,6 +137,11 @@ type injection struct {
 	restart       bool
 	volumeSize    resource.Quantity
 	frozen        string // the agent's --spec
+	// agentRes are the configured resources with the Pod's
+	// agent-requests-* and agent-limits-*; vk is a vault-k8s Pod's
+	// translation, or nil.
+	agentRes corev1.ResourceRequirements
+	vk       *fromVaultK8s
 }
 
 func key(name string) string { return spec.Prefix + name }
@@ -153,7 +166,7 @@ func (in *injection) check() {
 	if in.role == "" {
 		in.role = cmp.Or(in.pod.Spec.ServiceAccountName, "default")
 	}
-	frozen, err := spec.EncodeFrozen(in.pod.Annotations)
+	frozen, err := spec.EncodeFrozen(in.specAnnotations())
 	if err != nil {
 		in.fail(key("inject"), "%v", err)
 	}
@@ -165,6 +178,7 @@ func (in *injection) check() {
 		}
 		in.volumeSize = q
 	}
+	in.checkResources()
 }
 
 func (in *injection) checkMode() {
@@ -228,9 +242,7 @@ func (in *injection) checkTargets() {
 		return
 	}
 	if len(in.ann.Containers) == 0 {
-		for i := range cs {
-			in.targets = append(in.targets, i)
-		}
+		in.defaultTargets()
 	} else {
 		var missing []string
 		named := func(name string) func(corev1.Container) bool {
@@ -273,8 +285,11 @@ func (in *injection) checkTargets() {
 	}
 	for _, c := range in.targetContainers() {
 		for _, m := range c.VolumeMounts {
-			if path.Clean(m.MountPath) == in.ann.MountPath {
-				in.fail(key("mount-path"), "container %q already mounts volume %q at %s: set %s to a free path", c.Name, m.Name, in.ann.MountPath, key("mount-path"))
+			for _, sm := range in.ann.Mounts() {
+				if path.Clean(m.MountPath) == sm.Path {
+					k := in.mountPathKey(sm)
+					in.fail(k, "container %q already mounts volume %q at %s: set %s to a free path", c.Name, m.Name, sm.Path, k)
+				}
 			}
 		}
 	}
@@ -338,6 +353,7 @@ func (in *injection) checkUser() {
 		ts[k] = target{name: c.Name, uid: effective(in.pod, c, func(s *corev1.SecurityContext) *int64 { return s.RunAsUser }, func(s *corev1.PodSecurityContext) *int64 { return s.RunAsUser }),
 			gid: effective(in.pod, c, func(s *corev1.SecurityContext) *int64 { return s.RunAsGroup }, func(s *corev1.PodSecurityContext) *int64 { return s.RunAsGroup })}
 	}
+	defer in.runAsGroup()
 	if u := in.ann.RunAsUser; u != nil {
 		in.uid = *u
 		var wrong []string
@@ -463,7 +479,9 @@ func (in *injection) checkSignalProcess() {
 			return
 		}
 	}
-	in.fail(key("signal-process"), "a signal reload needs the name of the process to signal, and container %q has no command to take it from (its image's entrypoint is not known at admission): set %s", c.Name, key("signal-process"))
+	// No name to give (the image's entrypoint is not known at
+	// admission): the agent signals the main process of each container
+	// that mounts the secrets (signalArgs).
 }
 
 // apply changes the Pod. The webhook's patch diffs only the fields it
@@ -474,14 +492,14 @@ func (in *injection) apply() {
 	ps.Volumes = append(ps.Volumes, in.volumes()...)
 	for _, i := range in.targets {
 		c := &ps.Containers[i]
-		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: SecretsVolume, MountPath: in.ann.MountPath, ReadOnly: true})
+		c.VolumeMounts = append(c.VolumeMounts, in.secretsMounts()...)
 		if in.restart {
 			c.LivenessProbe = restartProbe(c.Name)
 		}
 	}
 	for _, i := range in.initTargets { // before the agent goes in front of them
 		c := &ps.InitContainers[i]
-		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: SecretsVolume, MountPath: in.ann.MountPath, ReadOnly: true})
+		c.VolumeMounts = append(c.VolumeMounts, in.secretsMounts()...)
 	}
 	if in.signal {
 		ps.ShareProcessNamespace = new(true)
@@ -532,14 +550,8 @@ func (in *injection) volumes() []corev1.Volume {
 			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
 				Audience: audience, ExpirationSeconds: new(in.cfg.TokenExpirationSeconds), Path: tokenFile}}}}}},
 	}
-	if cm := in.vaultCAConfigMap(); cm != "" {
-		vols = append(vols, corev1.Volume{Name: VaultCAVolume, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
-			LocalObjectReference: corev1.LocalObjectReference{Name: cm},
-			Items:                []corev1.KeyToPath{{Key: vaultCAFile, Path: vaultCAFile}},
-			// Optional: without it the Pod would wait in ContainerCreating
-			// forever, saying nothing; the agent then fails with an error
-			// naming the ConfigMap (its termination message).
-			Optional: new(true)}}})
+	if v := in.vaultCAVolume(); v != nil {
+		vols = append(vols, *v)
 	}
 	return vols
 }
@@ -547,8 +559,12 @@ func (in *injection) volumes() []corev1.Volume {
 // vaultCAFile is the ConfigMap key, and the file, of the Vault CA bundle.
 const vaultCAFile = "ca.crt"
 
-// vaultCAConfigMap is the Pod's choice, else the cluster default, else "".
+// vaultCAConfigMap is the Pod's choice, else the cluster default (unless
+// the Pod's CA is in a Secret), else "".
 func (in *injection) vaultCAConfigMap() string {
+	if in.ann.VaultCASecret != "" {
+		return ""
+	}
 	return cmp.Or(in.ann.VaultCAConfigMap, in.cfg.VaultCAConfigMap)
 }
 
@@ -563,15 +579,16 @@ func (in *injection) agent(name, mode string) corev1.Container {
 		// ramvault.io/auth-path wins over it like the others.
 		arg(flagAuthPath, in.cfg.AuthPath),
 	}
-	if in.signal {
-		args = append(args, arg(spec.FlagSignalProcess, in.signalProcess))
+	args = append(args, in.signalArgs()...)
+	if n := in.ann.VaultTLSServerName; n != "" {
+		args = append(args, arg(spec.FlagVaultTLSName, n))
 	}
 	mounts := []corev1.VolumeMount{
 		{Name: SecretsVolume, MountPath: spec.AgentSecretsDir},
 		{Name: StateVolume, MountPath: spec.AgentStateDir},
 		{Name: TokenVolume, MountPath: spec.AgentTokenDir, ReadOnly: true},
 	}
-	if in.vaultCAConfigMap() != "" {
+	if in.vaultCAConfigMap() != "" || in.ann.VaultCASecret != "" {
 		args = append(args, arg(spec.FlagVaultCACert, path.Join(vaultCADir, vaultCAFile)))
 		mounts = append(mounts, corev1.VolumeMount{Name: VaultCAVolume, MountPath: vaultCADir, ReadOnly: true})
 	}
@@ -607,7 +624,7 @@ func (in *injection) agent(name, mode string) corev1.Container {
 // resources are the configured ones, the memory limit raised by the Memory
 // volumes the agent fills: tmpfs pages count against the writer's cgroup.
 func (in *injection) resources() corev1.ResourceRequirements {
-	r := *in.cfg.Resources.DeepCopy()
+	r := *in.agentRes.DeepCopy()
 	if limit, ok := r.Limits[corev1.ResourceMemory]; ok {
 		limit.Add(in.volumeSize)
 		limit.Add(resource.MustParse(stateVolumeSize))

@@ -34,6 +34,7 @@ const usage = `ramvault: inject Pods with the ramvault agent.
 Usage:
   ramvault inject -f FILE|- [flags]   print the manifests with the agent injected
   ramvault lint -f FILE|- [flags]     only check the ramvault.io/ annotations
+  ramvault migrate -f FILE|-          rewrite vault-k8s annotations as ramvault.io/ ones
   ramvault webhook [flags]            serve the admission webhook ('ramvault webhook -h')
   ramvault version
 
@@ -70,6 +71,8 @@ func RunCLI(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return runManifests(ctx, cfg, file, args[0] == "inject", stdin, stdout, stderr)
 	case "webhook":
 		return runWebhook(ctx, args[1:], stderr)
+	case "migrate":
+		return runMigrate(ctx, args[1:], stdin, stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "ramvault: unknown command %q\n\n%s", args[0], usage)
 	return exitUsage

@@ -49,6 +49,25 @@ func TestCLI(t *testing.T) {
 			stdin:  "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations: {ramvault.io/inject: \"true\", ramvault.io/secret-a: kv/a, ramvault.io/run-as-user: \"7\"}\nspec:\n  containers: [{name: a, image: a}]\n",
 			stdout: "ramvault.io/status: injected " + version.Version},
 	}
+	vk := "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations: {vault.hashicorp.com/agent-inject: \"true\", vault.hashicorp.com/agent-inject-secret-a: kv/a}\nspec:\n  securityContext: {runAsUser: 7}\n  containers: [{name: a, image: a}]\n"
+	cfgFile := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfgFile, []byte("vault-addr: https://v:8200\nvault-k8s-annotations: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases = append(cases, []struct {
+		name           string
+		args           []string
+		stdin          string
+		code           int
+		stdout, stderr string
+	}{
+		{name: "without --vault-k8s-annotations a vault-k8s Pod passes unchanged", args: []string{"inject", "-f", "-", "--vault-addr=https://v:8200"}, stdin: vk, stdout: "vault.hashicorp.com/agent-inject: \"true\""},
+		{name: "--vault-k8s-annotations injects it", args: []string{"inject", "-f", "-", "--vault-addr=https://v:8200", "--vault-k8s-annotations"}, stdin: vk, stdout: "vault.hashicorp.com/agent-inject-status: injected"},
+		{name: "so does vault-k8s-annotations in --config", args: []string{"inject", "-f", "-", "--config", cfgFile}, stdin: vk, stdout: "ramvault.io/template-a:"},
+		{name: "and lint reads it too", args: []string{"lint", "-f", "-", "--config", cfgFile}, stdin: strings.Replace(vk, "kv/a}", "kv/a, vault.hashicorp.com/agent-configmap: c}", 1), code: exitInvalid, stderr: "vault.hashicorp.com/agent-configmap: ramvault reads no Vault Agent configuration"},
+		{name: "migrate needs a file", args: []string{"migrate"}, code: exitUsage, stderr: "-f FILE is required"},
+		{name: "migrate rewrites standard input", args: []string{"migrate", "-f", "-"}, stdin: vk, stdout: "ramvault.io/template-a: |-"},
+	}...)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

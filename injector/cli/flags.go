@@ -56,6 +56,7 @@ func bindDefaults(fs *flag.FlagSet, c *injector.Config) *defaultsFlags {
 	fs.Var(resourcesFlag{&c.Resources.Limits}, "agent-limits", "resource limits of each agent container (the memory limit grows by the Pod's Memory volumes)")
 	fs.BoolVar(&c.NativeSidecars, "native-sidecars", c.NativeSidecars, "the cluster runs native sidecars (Kubernetes >= 1.29): mode native is the default, else classic")
 	fs.Var(listFlag{&c.AllowedNamespaces}, "allowed-namespaces", "comma-separated namespaces among kube-system and kube-public where Pods may be injected anyway")
+	fs.BoolVar(&c.VaultK8sAnnotations, "vault-k8s-annotations", c.VaultK8sAnnotations, "also inject Pods opted in with vault.hashicorp.com/agent-inject, reading their vault-k8s annotations (docs/vault-k8s-annotations.md)")
 	fs.VisitAll(func(f *flag.Flag) {
 		if !before[f.Name] {
 			d.names = append(d.names, f.Name)

@@ -178,8 +178,9 @@ func compareGolden(t *testing.T, want, other string, got []byte) {
 // TestGoldenFilesHaveInputs fails on golden files whose input is gone; with
 // -update it removes them.
 func TestGoldenFilesHaveInputs(t *testing.T) {
-	for _, ext := range []string{".injected", ".err"} {
-		files, err := filepath.Glob(filepath.Join(goldenDir, "*"+ext))
+	for _, pattern := range []string{"*.injected", "*.err", "vaultk8s/*.injected", "vaultk8s/*.err", "vaultk8s/*.inject-err", "vaultk8s/*.migrated"} {
+		ext := filepath.Ext(pattern)
+		files, err := filepath.Glob(filepath.Join(goldenDir, pattern))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,14 +7,13 @@ package patch
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 
 	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	kjson "sigs.k8s.io/json"
-
-	"github.com/ramvault/ramvault/injector"
 )
 
 // Typed is the JSONPatch that turns original into mutated: both Pods are
@@ -139,7 +138,7 @@ func Strict(before *Shape, mutated *corev1.Pod) ([]byte, error) {
 // fields Inject changes (injection.apply), and the lengths of the lists it
 // appends to or inserts into.
 type Shape struct {
-	annotations           int
+	annotations           map[string]string
 	initContainers        int
 	containers            []containerShape
 	volumes               int
@@ -155,7 +154,7 @@ type containerShape struct {
 // ShapeOf is the Shape of pod.
 func ShapeOf(pod *corev1.Pod) *Shape {
 	ps := &pod.Spec
-	s := &Shape{annotations: len(pod.Annotations), initContainers: len(ps.InitContainers),
+	s := &Shape{annotations: maps.Clone(pod.Annotations), initContainers: len(ps.InitContainers),
 		containers: make([]containerShape, len(ps.Containers)), volumes: len(ps.Volumes), shareProcessNamespace: ps.ShareProcessNamespace}
 	for i, c := range ps.Containers {
 		s.containers[i] = containerShape{named: c.Name != "", mounts: len(c.VolumeMounts), livenessProbe: c.LivenessProbe}
@@ -165,8 +164,8 @@ func ShapeOf(pod *corev1.Pod) *Shape {
 
 // podView is the part of a Pod that Inject may change, in the Pod's JSON
 // shape, so that the library's paths are the Pod's. Inject changes no
-// element of the volumes and mounts already there, and no annotation but
-// adds the status: those elements are null in both views (the library
+// element of the volumes and mounts already there, and removes no
+// annotation: those elements are null in both views (the library
 // skips a pair of nulls) and the annotations an empty object before. What
 // Inject adds is whole. Unset fields are left out, as in corev1. An opted-in
 // Pod has annotations, so the document sent has metadata; a Pod with
@@ -198,9 +197,17 @@ func (null) MarshalJSON() ([]byte, error) { return []byte("null"), nil }
 // Inject.
 func views(s *Shape, pod *corev1.Pod) (before, after *podView) {
 	before, after = &podView{}, &podView{}
-	if status, ok := pod.Annotations[injector.StatusAnnotation]; ok && s.annotations > 0 {
+	if len(s.annotations) > 0 {
+		// Inject adds annotations (the status; for a vault-k8s Pod its
+		// translation and vault-k8s's status) and removes none.
+		added := map[string]string{}
+		for k, v := range pod.Annotations {
+			if old, ok := s.annotations[k]; !ok || old != v {
+				added[k] = v
+			}
+		}
 		before.Metadata.Annotations = struct{}{}
-		after.Metadata.Annotations = map[string]string{injector.StatusAnnotation: status}
+		after.Metadata.Annotations = added
 	} else if len(pod.Annotations) > 0 {
 		after.Metadata.Annotations = pod.Annotations
 	}

@@ -43,9 +43,18 @@ const (
 	FlagVaultTLSName  = "vault-tls-server-name"
 	FlagRole          = "role"           // derived: the service account name
 	FlagSignalProcess = "signal-process" // derived: first target container's command
-	FlagSpec          = "spec"           // the ramvault.io/ annotations the injector checked (EncodeFrozen)
-	FlagAnnotations   = "annotations"    // by hand only: a file of annotations in the downward-API format
-	FlagTokenFile     = "token-file"
-	FlagSecretsDir    = "secrets-dir"
-	FlagStateDir      = "state-dir"
+	// FlagSignalMountPath replaces FlagSignalProcess when no process name
+	// is known (a target container without command: the image's
+	// entrypoint): the agent signals the main process of every container
+	// that mounts the secrets volume at this path. In the Pod's shared PID
+	// namespace, a container's main process is one whose parent PID is 0,
+	// other than the pause process (PID 1) and the agent; it is a target's
+	// when its /proc/<pid>/mountinfo has a mount at this path of the same
+	// device (major:minor) as the agent's own AgentSecretsDir.
+	FlagSignalMountPath = "signal-mount-path"
+	FlagSpec            = "spec"        // the ramvault.io/ annotations the injector checked (EncodeFrozen)
+	FlagAnnotations     = "annotations" // by hand only: a file of annotations in the downward-API format
+	FlagTokenFile       = "token-file"
+	FlagSecretsDir      = "secrets-dir"
+	FlagStateDir        = "state-dir"
 )

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ramvault/ramvault/pkg/tmpl"
 )
 
 // Mode is the shape of the injection.
@@ -111,7 +113,22 @@ type Secret struct {
 	Refresh  time.Duration
 	Reload   *Reload // nil: the Pod's
 	FileMode os.FileMode
+	// File is the file's path under its mount path: Name unless
+	// file-name-<name> says otherwise (it may hold directories).
+	File string
+	// MountPath is where the file's directory is mounted in the target
+	// containers: the Pod's mount-path unless mount-path-<name> is set.
+	MountPath string
+	// LeftDelim, RightDelim ("" for {{ and }}) and ErrorOnMissingKey are
+	// the options of a template-only file's template (pkg/tmpl.Options).
+	LeftDelim, RightDelim string
+	ErrorOnMissingKey     bool
 }
+
+// TemplateOnly says the file is a consul-template template that reads its
+// own secrets (template-<name> without secret-<name>): Path is empty, and
+// the template's `secret` calls are its dependencies.
+func (s Secret) TemplateOnly() bool { return s.Path == "" }
 
 // Config is a Pod's parsed, defaulted and validated ramvault annotations.
 type Annotations struct {
@@ -119,21 +136,34 @@ type Annotations struct {
 	Status           string
 	Role             string
 	AuthPath         string
+	AuthType         string // kubernetes or jwt
 	Audience         string
 	VaultAddr        string
 	VaultNamespace   string
 	VaultCAConfigMap string
-	Reload           Reload
-	SignalProcess    string
-	Containers       []string
-	Mode             Mode // "" means the cluster's default
-	Placement        string
-	MountPath        string
-	VolumeSize       string
-	RunAsUser        *int64
-	ReplaceLiveness  bool
-	Refresh          time.Duration
-	Secrets          []Secret // sorted by name
+	VaultCASecret    string
+	VaultCAKey       string
+	// VaultTLSServerName is checked against Vault's certificate; "" means
+	// the host of the address.
+	VaultTLSServerName string
+	Reload             Reload
+	SignalProcess      string
+	Containers         []string
+	Mode               Mode // "" means the cluster's default
+	Placement          string
+	MountPath          string
+	VolumeSize         string
+	RunAsUser          *int64
+	RunAsGroup         *int64
+	ReplaceLiveness    bool
+	InjectToken        bool
+	Refresh            time.Duration
+	// AgentRequests and AgentLimits are the agent-requests-<resource> and
+	// agent-limits-<resource> annotations, by Kubernetes resource name
+	// (cpu, memory, ephemeral-storage), as written.
+	AgentRequests map[string]string
+	AgentLimits   map[string]string
+	Secrets       []Secret // sorted by name
 }
 
 // ReloadFor is the reload that applies to a secret.
@@ -250,10 +280,12 @@ func Parse(annotations map[string]string) (*Annotations, error) {
 	sort.Strings(names)
 	for _, n := range names {
 		vals := perSecret[n]
-		if _, ok := vals["secret"]; !ok {
+		_, hasSecret := vals["secret"]
+		_, hasTemplate := vals["template"]
+		if !hasSecret && !hasTemplate {
 			for _, f := range families {
 				if _, set := vals[f.Name]; set {
-					errs = append(errs, Error{f.Key(n), fmt.Sprintf("no secret %q: add %s with its Vault path, or remove this annotation", n, Prefix+"secret-"+n)})
+					errs = append(errs, Error{f.Key(n), fmt.Sprintf("no secret %q: add %s with its Vault path (or %s reading its secrets itself), or remove this annotation", n, Prefix+"secret-"+n, Prefix+"template-"+n)})
 				}
 			}
 			continue
@@ -281,6 +313,7 @@ func Parse(annotations map[string]string) (*Annotations, error) {
 	if cfg.Inject && len(cfg.Secrets) == 0 && len(errs) == 0 {
 		errs = append(errs, Error{Prefix + "inject", "no secrets: add at least one " + Prefix + "secret-<name>: <vault path>"})
 	}
+	errs = append(errs, cfg.finish(annotations)...)
 	if cfg.Reload.Kind == ReloadRestart && cfg.Mode == ModeInitOnly {
 		errs = append(errs, Error{Prefix + "reload", "restart needs the agent running beside the app; mode init-only has none (use mode native or classic, or reload none)"})
 	}
@@ -294,8 +327,37 @@ func Parse(annotations map[string]string) (*Annotations, error) {
 func (s *Secret) finish(cfg *Annotations, vals map[string]string) ErrorList {
 	var errs ErrorList
 	key := func(f string) string { return Prefix + f + "-" + s.Name }
+	if s.File == "" {
+		s.File = s.Name
+	}
+	if s.MountPath == "" {
+		s.MountPath = cfg.MountPath
+	}
+	_, hasSecret := vals["secret"]
+	if !hasSecret {
+		for _, f := range []string{"method", "params", "format", "key"} {
+			if _, set := vals[f]; set {
+				errs = append(errs, Error{key(f), fmt.Sprintf("applies to %s, and %s has none: its template reads its secrets itself; add %s, or remove this annotation", key("secret"), s.Name, key("secret"))})
+			}
+		}
+		if err := checkDependencyTemplate(s.Template, tmpl.Options{LeftDelim: s.LeftDelim, RightDelim: s.RightDelim, ErrorOnMissingKey: s.ErrorOnMissingKey}); err != nil {
+			errs = append(errs, Error{key("template"), err.Error()})
+		}
+		s.Format = FormatTemplate
+	} else {
+		for _, f := range []string{"template-left-delim", "template-right-delim", "error-on-missing-key"} {
+			if _, set := vals[f]; set {
+				errs = append(errs, Error{key(f), fmt.Sprintf("applies to a template that reads its own secrets (%s without %s): remove it, or %s", key("template"), key("secret"), key("secret"))})
+			}
+		}
+		if s.Template != "" {
+			if err := checkSecretTemplate(s.Template); err != nil {
+				errs = append(errs, Error{key("template"), err.Error()})
+			}
+		}
+	}
 	if s.Template != "" {
-		if _, set := vals["format"]; set {
+		if _, set := vals["format"]; set && hasSecret {
 			errs = append(errs, Error{key("format"), "set either format or template, not both"})
 		}
 		s.Format = FormatTemplate

@@ -24,9 +24,10 @@ func TestParse(t *testing.T) {
 		{name: "a minimal opt-in gets every default",
 			in: map[string]string{"ramvault.io/inject": "true", "ramvault.io/secret-db": "secret/data/db"},
 			check: func(t *testing.T, c *Annotations) {
-				want := &Annotations{Inject: true, AuthPath: "kubernetes", Audience: "vault", Reload: Reload{Kind: ReloadNone},
+				want := &Annotations{Inject: true, AuthPath: "kubernetes", AuthType: "kubernetes", Audience: "vault", VaultCAKey: "ca.crt", Reload: Reload{Kind: ReloadNone},
 					Placement: "first", MountPath: "/var/run/secrets/ramvault", VolumeSize: "4Mi", Refresh: 5 * time.Minute,
-					Secrets: []Secret{{Name: "db", Path: "secret/data/db", Method: "read", Format: FormatJSON, Refresh: 5 * time.Minute, FileMode: 0o400}}}
+					Secrets: []Secret{{Name: "db", Path: "secret/data/db", Method: "read", Format: FormatJSON, Refresh: 5 * time.Minute, FileMode: 0o400,
+						File: "db", MountPath: "/var/run/secrets/ramvault"}}}
 				if !reflect.DeepEqual(c, want) {
 					t.Fatalf("got  %+v\nwant %+v", c, want)
 				}
@@ -96,6 +97,37 @@ func TestParse(t *testing.T) {
 		{name: "restart reload needs a running agent",
 			in:     map[string]string{"ramvault.io/reload": "restart", "ramvault.io/mode": "init-only"},
 			errors: []string{`ramvault.io/reload: restart needs the agent running`}},
+		{name: "a template without a secret is a file that reads its own secrets",
+			in: map[string]string{"ramvault.io/inject": "true",
+				"ramvault.io/template-dsn":  `{{ with secret "kv/app" }}{{ .Data.data.host }}{{ end }}:{{ with secret "database/creds/app" }}{{ .Data.username }}{{ end }}`,
+				"ramvault.io/file-name-dsn": "config/dsn.txt", "ramvault.io/mount-path-dsn": "/etc/app/"},
+			check: func(t *testing.T, c *Annotations) {
+				s := c.Secrets[0]
+				if !s.TemplateOnly() || s.Format != FormatTemplate || s.File != "config/dsn.txt" || s.MountPath != "/etc/app" {
+					t.Fatalf("%+v", s)
+				}
+				if got := c.VolumePath(s); got != ".ramvault-mounts/0/config/dsn.txt" {
+					t.Errorf("VolumePath = %q", got)
+				}
+				if m := c.Mounts(); len(m) != 2 || m[1] != (Mount{Path: "/etc/app", SubPath: ".ramvault-mounts/0"}) {
+					t.Errorf("Mounts = %+v", m)
+				}
+			}},
+		{name: "a template-only file is checked as consul-template, and takes no secret settings",
+			in: map[string]string{"ramvault.io/template-a": `{{ with secret "kv/a" }}{{ env "HOME" }}{{ end }}`,
+				"ramvault.io/template-b": `{{ with secret "kv/a b" }}{{ end }}`, "ramvault.io/method-b": "write",
+				"ramvault.io/template-c": `{{ range $k, $v := (secret "kv/c").Data }}{{ $k }}={{ $v | toJSON }}{{ end }}`},
+			errors: []string{`ramvault.io/template-a: template does not parse: 1:28: at <env>: function "env" is not available`,
+				`ramvault.io/method-b: applies to ramvault.io/secret-b`, `ramvault.io/template-b: template does not parse: 1:9: at <secret "kv/a b">: path "kv/a b"`}},
+		{name: "files may not overlap, nor escape their mount",
+			in: map[string]string{"ramvault.io/secret-a": "kv/a", "ramvault.io/file-name-a": "x", "ramvault.io/secret-x": "kv/x",
+				"ramvault.io/secret-b": "kv/b", "ramvault.io/file-name-b": "../etc/passwd", "ramvault.io/inject-token": "true", "ramvault.io/secret-token": "kv/t"},
+			errors: []string{`ramvault.io/file-name-b: "../etc/passwd" is not a file name`, `ramvault.io/secret-token: the file`, `ramvault.io/secret-x: the file`}},
+		{name: "agent resources and auth settings",
+			in: map[string]string{"ramvault.io/agent-limits-memory": "64Mi", "ramvault.io/agent-requests-cpu": "0.05", "ramvault.io/agent-limits-cpu": "lots",
+				"ramvault.io/auth-type": "aws", "ramvault.io/vault-ca-secret": "tls", "ramvault.io/vault-ca-configmap": "ca"},
+			errors: []string{`ramvault.io/agent-limits-cpu: "lots" is not a Kubernetes quantity`, `ramvault.io/auth-type: "aws" is not one of kubernetes, jwt`,
+				`ramvault.io/vault-ca-secret: set either`}},
 		{name: "file modes never let other users read",
 			in:     map[string]string{"ramvault.io/secret-a": "kv/a", "ramvault.io/file-mode-a": "0644", "ramvault.io/run-as-user": "0", "ramvault.io/volume-size": "1Gi"},
 			errors: []string{`ramvault.io/run-as-user: "0" is not a non-root UID`, `ramvault.io/volume-size: "1Gi" is out of range`, `ramvault.io/file-mode-a: "0644": use 0400 or 0600`}},
@@ -173,7 +205,7 @@ func FuzzParse(f *testing.F) {
 		}
 		if err == nil {
 			for _, s := range c.Secrets {
-				if !isSecretName(s.Name) || s.Path == "" {
+				if !isSecretName(s.Name) || s.Path == "" && s.Template == "" {
 					t.Fatalf("accepted secret %+v", s)
 				}
 			}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"text/template"
 	"time"
 	"unicode/utf8"
 )
@@ -32,6 +31,7 @@ const (
 	TypeReload   Type = "reload"
 	TypeParams   Type = "parameters"
 	TypePath     Type = "vault path"
+	TypeQuantity Type = "quantity"
 )
 
 // Row is one annotation. A row with PerSecret set is a family:
@@ -157,6 +157,10 @@ func Table() []Row {
 				c.AuthPath = v
 				return nil
 			}},
+		{Name: "auth-type", Type: TypeEnum, Enum: []string{"kubernetes", "jwt"}, Default: "kubernetes",
+			Doc: "Vault auth method the agent logs in with, at `auth-path`: `kubernetes` (Vault asks the apiserver for a TokenReview) or `jwt` " +
+				"(Vault checks the projected token against the cluster's service-account issuer keys, for a Vault that cannot reach the apiserver). The agent's login is the same call for both (role and token at `auth/<auth-path>/login`): name the jwt mount in `auth-path`.",
+			set: func(c *Annotations, _ *Secret, v string) error { c.AuthType = v; return nil }},
 		{Name: "audience", Type: TypeString, Default: "vault",
 			Doc: "Audience of the projected service-account token the agent logs in with; must match the Vault role's `audience`.",
 			set: func(c *Annotations, _ *Secret, v string) error {
@@ -194,6 +198,34 @@ func Table() []Row {
 					return fmt.Errorf("%q is not a ConfigMap name: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit", v)
 				}
 				c.VaultCAConfigMap = v
+				return nil
+			}},
+		{Name: "vault-ca-secret", Type: TypeString, Example: "vault-tls",
+			Doc: "Secret in the Pod's namespace holding the PEM CA bundle of Vault's certificate at key `vault-ca-key`, for a CA kept in a Secret " +
+				"(as vault-k8s's `tls-secret` is); mounted read-only into the agent containers only. Set this or `vault-ca-configmap`, not both.",
+			set: func(c *Annotations, _ *Secret, v string) error {
+				if !isDNSSubdomain(v) {
+					return fmt.Errorf("%q is not a Secret name: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit", v)
+				}
+				c.VaultCASecret = v
+				return nil
+			}},
+		{Name: "vault-ca-key", Type: TypeString, Default: "ca.crt",
+			Doc: "Key of the CA bundle in `vault-ca-configmap` or `vault-ca-secret`.",
+			set: func(c *Annotations, _ *Secret, v string) error {
+				if !isConfigKey(v) {
+					return fmt.Errorf("%q is not a ConfigMap or Secret key: letters, digits, '-', '_' and '.' (at most 253)", v)
+				}
+				c.VaultCAKey = v
+				return nil
+			}},
+		{Name: "vault-tls-server-name", Type: TypeString, Example: "vault.example.com",
+			Doc: "Name Vault's certificate is checked against, when it is not the host of the Vault address (an address by IP, say).",
+			set: func(c *Annotations, _ *Secret, v string) error {
+				if !isHostName(v) {
+					return fmt.Errorf("%q is not a DNS name", v)
+				}
+				c.VaultTLSServerName = v
 				return nil
 			}},
 		{Name: "reload", Type: TypeReload, Default: "none", Example: "signal:SIGHUP",
@@ -264,6 +296,22 @@ func Table() []Row {
 				c.RunAsUser = &n
 				return nil
 			}},
+		{Name: "run-as-group", Type: TypeInt, Example: "1000",
+			Doc: "GID the agent runs as. Default: the target containers' common runAsGroup, if they have one. The files are 0400 or 0600, so the group reads nothing.",
+			set: func(c *Annotations, _ *Secret, v string) error {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil || n < 0 || n > 2147483647 {
+					return fmt.Errorf("%q is not a GID: a whole number from 0", v)
+				}
+				c.RunAsGroup = &n
+				return nil
+			}},
+		{Name: "inject-token", Type: TypeBool, Default: "false",
+			Doc: "Also write the agent's Vault token to the file `token` beside the secrets (0400, the app's), for an app that calls Vault itself. " +
+				"The token is the agent's: revoked when the Pod ends.",
+			set: func(c *Annotations, _ *Secret, v string) error { c.InjectToken = v == "true"; return nil }},
+		resourceRow("requests", "cpu", "25m"), resourceRow("requests", "memory", "24Mi"), resourceRow("requests", "ephemeral-storage", "1Mi"),
+		resourceRow("limits", "cpu", "1"), resourceRow("limits", "memory", "64Mi"), resourceRow("limits", "ephemeral-storage", "8Mi"),
 		{Name: "replace-liveness", Type: TypeBool, Default: "false",
 			Doc: "With reload `restart`: replace an existing liveness probe of the target containers (otherwise such a Pod is denied).",
 			set: func(c *Annotations, _ *Secret, v string) error { c.ReplaceLiveness = v == "true"; return nil }},
@@ -276,7 +324,7 @@ func Table() []Row {
 			}},
 
 		{Name: "secret", PerSecret: true, Type: TypePath, Example: "secret/data/payments/db",
-			Doc: "Defines secret `<name>`: the Vault path to read (KV v1/v2 detected from the mount; `database/creds/<role>` and other leased secrets are renewed and re-issued). The file is named `<name>`.",
+			Doc: "Defines secret `<name>`: the Vault path to read (KV v1/v2 detected from the mount; `database/creds/<role>` and other leased secrets are renewed and re-issued). The file is named `<name>` (or `file-name-<name>`).",
 			set: func(_ *Annotations, s *Secret, v string) error {
 				v = strings.Trim(v, "/")
 				if !isVaultPath(v) {
@@ -308,11 +356,11 @@ func Table() []Row {
 				return nil
 			}},
 		{Name: "template", PerSecret: true, Type: TypeTemplate, Example: `postgres://{{ .Data.username }}:{{ .Data.password }}@db:5432/app`,
-			Doc: "A Go text/template rendering the file (overrides format). Dot has `.Data` (the secret's data), `.LeaseID`, `.LeaseDuration`, `.Renewable`. Functions: `base64`, `base64dec`, `json`, `toYAML`, `pemCert`, `pemKey`, `pemChain`, `trim`, `lower`, `upper`, `default`. Parsed at admission.",
+			Doc: "With `secret-<name>`: a Go text/template rendering that secret's file (overrides format). Dot has `.Data` (the secret's data; for KV v2 the inner data), `.LeaseID`, `.LeaseDuration`, `.Renewable`. Functions: `base64`, `base64dec`, `json`, `toYAML`, `pemCert`, `pemKey`, `pemChain`, `trim`, `lower`, `upper`, `default`. " +
+				"Without `secret-<name>`: a consul-template template (as Vault Agent's) that reads its secrets itself, `{{ with secret \"<path>\" [\"k=v\"...] }}`, KV v2 as `.Data.data`; the same path and parameters in several templates of the Pod are one Vault request. Parsed at admission.",
 			set: func(_ *Annotations, s *Secret, v string) error {
-				if _, err := template.New("t").Option("missingkey=error").Funcs(TemplateFuncs()).Parse(v); err != nil {
-					return fmt.Errorf("template does not parse: %v", strings.TrimPrefix(err.Error(), "template: t:"))
-				}
+				// Which kind of template it is depends on secret-<name>,
+				// which finish knows: it checks the template.
 				s.Template = v
 				return nil
 			}},
@@ -340,7 +388,58 @@ func Table() []Row {
 				s.FileMode = os.FileMode(n)
 				return nil
 			}},
+		{Name: "template-left-delim", PerSecret: true, Type: TypeString, Example: "[[",
+			Doc: "Left delimiter of a template-only file's template, instead of `{{` (Vault Agent's `left_delimiter`).",
+			set: func(_ *Annotations, s *Secret, v string) error { s.LeftDelim = v; return nil }},
+		{Name: "template-right-delim", PerSecret: true, Type: TypeString, Example: "]]",
+			Doc: "Right delimiter of a template-only file's template, instead of `}}`.",
+			set: func(_ *Annotations, s *Secret, v string) error { s.RightDelim = v; return nil }},
+		{Name: "error-on-missing-key", PerSecret: true, Type: TypeBool, Default: "false",
+			Doc: "A template-only file's template fails on a missing key (the previous file stays) instead of writing `<no value>`, as Vault Agent's `error_on_missing_key`.",
+			set: func(_ *Annotations, s *Secret, v string) error { s.ErrorOnMissingKey = v == "true"; return nil }},
+		{Name: "file-name", PerSecret: true, Type: TypeString, Example: "config/app.properties",
+			Doc: "Path of the file under its mount path, when it is not `<name>`: may hold subdirectories (created 0700), never `..`; " +
+				"names starting with `.ramvault` are the agent's.",
+			set: func(_ *Annotations, s *Secret, v string) error {
+				f, err := cleanFileName(v)
+				s.File = f
+				return err
+			}},
+		{Name: "mount-path", PerSecret: true, Type: TypeString, Example: "/etc/app/tls",
+			Doc: "Where this file's directory is mounted (read-only) in the target containers, when it is not `mount-path`. " +
+				"Files of one mount path share a directory of the secrets volume, mounted there with a subPath.",
+			set: func(_ *Annotations, s *Secret, v string) error {
+				if !isMountPath(v) || strings.Contains(v, "..") || v == "/" {
+					return fmt.Errorf("%q is not an absolute path for a volume mount", v)
+				}
+				s.MountPath = strings.TrimSuffix(v, "/")
+				return nil
+			}},
 	}
+}
+
+// resourceRow is agent-<kind>-<resource>: one resource of the agent
+// containers' requests or limits, over the injector's default.
+func resourceRow(kind, resource, example string) Row {
+	doc := fmt.Sprintf("The %s %s of each agent container, instead of the injector's `--agent-%s`.", resource, strings.TrimSuffix(kind, "s"), kind)
+	if kind == "limits" && resource == "memory" {
+		doc += " The Memory volumes' sizes are added to it (tmpfs pages count against the agent, which writes them)."
+	}
+	return Row{Name: "agent-" + kind + "-" + resource, Type: TypeQuantity, Example: example, Doc: doc,
+		set: func(c *Annotations, _ *Secret, v string) error {
+			if !isQuantity(v) {
+				return fmt.Errorf("%q is not a Kubernetes quantity: write it like 250m, 0.5, 64Mi or 1G", v)
+			}
+			m := &c.AgentRequests
+			if kind == "limits" {
+				m = &c.AgentLimits
+			}
+			if *m == nil {
+				*m = map[string]string{}
+			}
+			(*m)[resource] = v
+			return nil
+		}}
 }
 
 func parseRefresh(v string) (time.Duration, error) {

@@ -3,10 +3,13 @@ package spec
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"text/template"
+
+	"github.com/ramvault/ramvault/pkg/tmpl"
 )
 
 // TemplateFuncs is the documented function set of secret templates. The
@@ -89,4 +92,33 @@ func YAML(v any) (string, error) {
 		fmt.Fprintf(&b, "%s: %s\n", kj, vj)
 	}
 	return b.String(), nil
+}
+
+// checkSecretTemplate parses the template of a file with secret-<name>:
+// dot is that one secret.
+func checkSecretTemplate(src string) error {
+	if _, err := template.New("t").Option("missingkey=error").Funcs(TemplateFuncs()).Parse(src); err != nil {
+		return fmt.Errorf("template does not parse: %v", strings.TrimPrefix(err.Error(), "template: t:"))
+	}
+	return nil
+}
+
+// checkDependencyTemplate checks a template-only file's consul-template
+// template with pkg/tmpl, the agent's engine: syntax, functions (none that
+// reads files, the environment or runs commands), and the Vault paths and
+// k=v arguments of its secret calls. Every problem, on one line.
+func checkDependencyTemplate(src string, opts tmpl.Options) error {
+	err := tmpl.Check("template", src, opts)
+	if err == nil {
+		return nil
+	}
+	var list tmpl.ErrorList
+	if !errors.As(err, &list) {
+		return fmt.Errorf("template does not parse: %v", err)
+	}
+	msgs := make([]string, len(list))
+	for i, e := range list {
+		msgs[i] = strings.TrimPrefix(e.Error(), "template:")
+	}
+	return fmt.Errorf("template does not parse: %s", strings.Join(msgs, "; "))
 }

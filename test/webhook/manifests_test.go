@@ -50,11 +50,12 @@ func (w *warnings) reset() []string {
 
 // overlays are the kustomizations users apply, and the kinds each renders.
 var overlays = map[string][]string{
-	"manifests":                       baseKinds,
-	"manifests/overlays/self-signed":  baseKinds,
-	"manifests/overlays/kind":         baseKinds,
-	"manifests/overlays/dev":          baseKinds,
-	"manifests/overlays/cert-manager": {"Certificate", "Certificate", "ConfigMap", "Deployment", "Issuer", "Issuer", "MutatingWebhookConfiguration", "Namespace", "PodDisruptionBudget", "Service", "ServiceAccount", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"},
+	"manifests":                              baseKinds,
+	"manifests/overlays/self-signed":         baseKinds,
+	"manifests/overlays/kind":                baseKinds,
+	"manifests/overlays/dev":                 baseKinds,
+	"manifests/overlays/vault-k8s-migration": baseKinds,
+	"manifests/overlays/cert-manager":        {"Certificate", "Certificate", "ConfigMap", "Deployment", "Issuer", "Issuer", "MutatingWebhookConfiguration", "Namespace", "PodDisruptionBudget", "Service", "ServiceAccount", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"},
 }
 
 var baseKinds = []string{"ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "MutatingWebhookConfiguration", "Namespace",
