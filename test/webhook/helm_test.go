@@ -40,6 +40,7 @@ var chartExamples = []struct{ values, overlay string }{
 	{"examples/secret.yaml", "manifests/overlays/cert-manager"},
 	{"examples/dev.yaml", "manifests/overlays/dev"},
 	{"examples/kind.yaml", "manifests/overlays/kind"},
+	{"examples/vault-k8s-migration.yaml", "manifests/overlays/vault-k8s-migration"},
 }
 
 func exampleName(values string) string {

@@ -42,6 +42,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "ramvault.config" -}}
 {{- $c := deepCopy .Values.config -}}
 {{- $_ := set $c "agent-image" (include "ramvault.image" (dict "repository" .Values.agentImage.repository "tag" .Values.agentImage.tag "appVersion" .Chart.AppVersion)) -}}
+{{- if .Values.vaultK8sAnnotations.enabled -}}
+{{- $_ := set $c "vault-k8s-annotations" true -}}
+{{- end -}}
 {{- toYaml $c -}}
 {{- end -}}
 
