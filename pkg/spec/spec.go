@@ -250,13 +250,19 @@ func Parse(annotations map[string]string) (*Annotations, error) {
 	sort.Strings(names)
 	for _, n := range names {
 		vals := perSecret[n]
-		if _, ok := vals["secret"]; !ok {
+		_, hasSecret := vals["secret"]
+		_, hasTemplate := vals["template"]
+		if !hasSecret {
+			bad := false
 			for _, f := range families {
-				if _, set := vals[f.Name]; set {
+				if _, set := vals[f.Name]; set && (!hasTemplate || !templateOnlyRows[f.Name]) {
 					errs = append(errs, Error{f.Key(n), fmt.Sprintf("no secret %q: add %s with its Vault path, or remove this annotation", n, Prefix+"secret-"+n)})
+					bad = true
 				}
 			}
-			continue
+			if !hasTemplate || bad {
+				continue
+			}
 		}
 		s := &Secret{Name: n, Method: "read", Format: FormatJSON, FileMode: 0o400}
 		for _, f := range families {
@@ -275,6 +281,9 @@ func Parse(annotations map[string]string) (*Annotations, error) {
 	}
 	for _, n := range names {
 		if s := secrets[n]; s != nil {
+			if s.Template != "" {
+				errs = append(errs, checkTemplate(*s, func(ref string) bool { return secrets[ref] != nil && secrets[ref].Path != "" })...)
+			}
 			cfg.Secrets = append(cfg.Secrets, *s)
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"text/template"
 	"time"
 	"unicode/utf8"
 )
@@ -308,14 +307,13 @@ func Table() []Row {
 				return nil
 			}},
 		{Name: "template", PerSecret: true, Type: TypeTemplate, Example: `postgres://{{ .Data.username }}:{{ .Data.password }}@db:5432/app`,
-			Doc: "A Go text/template rendering the file (overrides format). Dot has `.Data` (the secret's data), `.LeaseID`, `.LeaseDuration`, `.Renewable`. Functions: `base64`, `base64dec`, `json`, `toYAML`, `pemCert`, `pemKey`, `pemChain`, `trim`, `lower`, `upper`, `default`. Parsed at admission.",
-			set: func(_ *Annotations, s *Secret, v string) error {
-				if _, err := template.New("t").Option("missingkey=error").Funcs(TemplateFuncs()).Parse(v); err != nil {
-					return fmt.Errorf("template does not parse: %v", strings.TrimPrefix(err.Error(), "template: t:"))
-				}
-				s.Template = v
-				return nil
-			}},
+			Doc: "A template rendering the file (overrides format): Go text/template with consul-template's functions (docs/templates.md). " +
+				"With `secret-<name>`, dot is that secret: `.Data` (KV v2 unwrapped), `.LeaseID`, `.LeaseDuration`, `.Renewable`. " +
+				"Without it the file is template-only and dot is empty. Either way the template may read any Vault secret with " +
+				"`secret \"<path>\"` (a read; KV v2 as consul-template: `.Data.data`) or `secret \"<path>\" \"k=v\"…` and `pkiCert` (a write), " +
+				"and use another secret of the Pod with `ref \"<other>\"`. The same path and arguments anywhere in the Pod are one Vault request " +
+				"(one lease, one issuance). A missing key is an error. Parsed and checked at admission.",
+			set: func(_ *Annotations, s *Secret, v string) error { s.Template = v; return nil }},
 		{Name: "refresh", PerSecret: true, Type: TypeDuration, Example: "30s",
 			Doc: "Re-read interval of this secret when it has no lease. Default: `refresh`.",
 			set: func(_ *Annotations, s *Secret, v string) error {
