@@ -46,7 +46,7 @@ func (ta *testAgent) start(t *testing.T) {
 }
 
 // loops is how many waits the agent has when idle.
-func (ta *testAgent) loops() int { return 1 + len(ta.cfg.Spec.Secrets) }
+func (ta *testAgent) loops() int { return 1 + len(ta.graph.deps) }
 
 // settle waits until every loop of the agent waits on the clock, and the
 // waits stay as they are for a moment: a loop that was woken (by a new
