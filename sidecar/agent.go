@@ -68,9 +68,9 @@ type agent struct {
 	relogged *rotation // a new login replaced an invalid token: leases to re-issue now
 	ready    atomic.Bool
 
-	txMu      sync.Mutex             // one change of the files at a time
-	pendingMu sync.Mutex             // a change's concurrent fetches
-	values    map[*dep]*vault.Secret // the last response of each dep (txMu); the files are rendered from these
+	txMu   sync.Mutex             // one change of the files at a time
+	epoch  atomic.Int64           // new logins that voided every lease
+	values map[*dep]*vault.Secret // the last response of each dep (txMu); the files are rendered from these
 
 	statusMu sync.Mutex
 	written  map[string]time.Time // by file

@@ -41,13 +41,14 @@ func (a *agent) stillValid(d *dep) bool {
 // retry does not issue a second lease for a dependency the first attempt
 // already got.
 type change struct {
+	epoch   int64 // the logins when pending was fetched: a new login voids it
 	due     []*dep
 	force   bool // render every file of due even when a response is unchanged (the first write)
 	pending map[*dep]*vault.Secret
 }
 
 func newChange(due []*dep, force bool) *change {
-	return &change{due: due, force: force, pending: map[*dep]*vault.Secret{}}
+	return &change{due: due, force: force, pending: map[*dep]*vault.Secret{}, epoch: -1}
 }
 
 // apply is one attempt at a change: fetch the due dependencies (and, for the
@@ -56,9 +57,24 @@ func newChange(due []*dep, force bool) *change {
 // one, write them all as one set, then record the leases. If any fetch or
 // render fails, no file is written and no lease recorded: the old set stays.
 // It returns the files whose content changed.
-func (a *agent) apply(ctx context.Context, c *change) ([]*file, error) {
+func (a *agent) apply(ctx context.Context, c *change) (_ []*file, err error) {
 	a.txMu.Lock()
 	defer a.txMu.Unlock()
+	if e := a.epoch.Load(); e != c.epoch {
+		clear(c.pending) // leases of a token that is no longer valid
+		c.epoch = e
+	}
+	defer func() {
+		if err != nil {
+			// Only what a new request would replace (a lease, an
+			// issuance) is kept for the retry; a KV read is read again.
+			for d, v := range c.pending {
+				if v.LeaseID == "" && v.NotAfter.IsZero() && d.method == "read" {
+					delete(c.pending, d)
+				}
+			}
+		}
+	}()
 	fetched := map[*dep]bool{}
 	changed := map[*dep]bool{}
 	affected := map[*file]bool{}
@@ -81,23 +97,20 @@ func (a *agent) apply(ctx context.Context, c *change) ([]*file, error) {
 			}
 		}
 		errs := make([]error, len(todo))
+		got := make([]*vault.Secret, len(todo))
 		var wg sync.WaitGroup
 		for i, d := range todo {
 			if c.pending[d] != nil {
 				continue
 			}
-			wg.Go(func() {
-				v, err := a.fetch(ctx, d)
-				if err != nil {
-					errs[i] = err
-					return
-				}
-				a.pendingMu.Lock()
-				c.pending[d] = v
-				a.pendingMu.Unlock()
-			})
+			wg.Go(func() { got[i], errs[i] = a.fetch(ctx, d) })
 		}
 		wg.Wait()
+		for i, d := range todo {
+			if got[i] != nil {
+				c.pending[d] = got[i]
+			}
+		}
 		if err := errors.Join(errs...); err != nil {
 			return err
 		}
@@ -230,6 +243,7 @@ func (a *agent) record(d *dep, v *vault.Secret, now time.Time) {
 // loops to do it now: a new login replaced the (invalid) token their leases
 // were made with, so those leases are gone too.
 func (a *agent) expireLeases() {
+	a.epoch.Add(1)
 	now := a.clock.Now()
 	a.saved(a.store.UpdateSecrets(func(_ string, ss state.Secret) state.Secret {
 		if ss.LeaseID != "" {
