@@ -14,6 +14,7 @@ import (
 
 	"github.com/ramvault/ramvault/pkg/tmpfs"
 	"github.com/ramvault/ramvault/sidecar/reload"
+	"github.com/ramvault/ramvault/sidecar/state"
 )
 
 // The tests of files rendered from several Vault requests: one request per
@@ -296,5 +297,58 @@ func TestATemplateErrorOnADependencyNeverShowsTheValue(t *testing.T) {
 				t.Error("the value is in the status file")
 			}
 		})
+	}
+}
+
+// The usual Pod: the init container fetches and writes, the sidecar reuses
+// its leases and holds no value. When the credentials are re-issued, the
+// sidecar reads the KV secret again to render the file (a read: no new
+// lease), and the file keeps the same KV value.
+func TestASidecarAfterTheInitContainerFetchesWhatItNeedsToRender(t *testing.T) {
+	ann := map[string]string{
+		"ramvault.io/template-dsn": `{{ with secret "secret/app" }}{{ .Data.data.host }}{{ end }} {{ with secret "database/creds/app" }}{{ .Data.username }}{{ end }}`,
+		"ramvault.io/reload":       "restart",
+	}
+	init := newTestAgent(t, modeInit, ann)
+	init.vault.putKV2("secret/app", map[string]any{"host": "db.internal"})
+	init.vault.tokenTTL = 24 * time.Hour
+	init.vault.leaseTTL, init.vault.leaseMax = time.Minute, 100*time.Second
+	if err := init.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := init.files.content("dsn"); got != "db.internal u1" {
+		t.Fatalf("init wrote %q", got)
+	}
+
+	// The sidecar: same Vault, clock, volume and state.
+	cfg := init.cfg
+	cfg.Mode = modeSidecar
+	a, err := assemble(cfg, init.vault, init.files, state.New(init.state))
+	if err != nil {
+		t.Fatal(err)
+	}
+	side := &testAgent{agent: a, clock: init.clock, vault: init.vault, files: init.files, state: init.state, logs: init.logs}
+	reloads := side.countReloads()
+	side.start(t)
+	if n := side.vault.count("get "); n != 2 {
+		t.Fatalf("%d fetches after the sidecar started; want the init container's 2 reused", n)
+	}
+	if n := side.vault.count("login"); n != 1 {
+		t.Errorf("%d logins, want the init container's one", n)
+	}
+	for side.vault.count("get database/creds/app") < 2 {
+		side.step(t)
+		if side.clock.Now().Sub(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) > 10*time.Minute {
+			t.Fatal("never re-issued")
+		}
+	}
+	if got := side.files.content("dsn"); got != "db.internal u2" {
+		t.Errorf("after the re-issue dsn = %q, want the same KV value and the new user", got)
+	}
+	if n := side.vault.count("get secret/app"); n != 2 {
+		t.Errorf("the KV secret read %d times; want once by each process", n)
+	}
+	if n := reloads.Load(); n != 1 {
+		t.Errorf("%d reloads, want 1", n)
 	}
 }
