@@ -196,9 +196,16 @@ func (a *agent) firstWrite(ctx context.Context) error {
 	for _, f := range a.graph.files {
 		existed[f] = a.files.Exists(f.secret.Name)
 	}
+	var static []*file // a template with no dependency: written once
+	for _, f := range a.graph.files {
+		if len(f.deps) == 0 && !existed[f] {
+			static = append(static, f)
+		}
+	}
 	var written []*file
-	if len(due) > 0 {
+	if len(due) > 0 || len(static) > 0 {
 		c := newChange(due, true)
+		c.files = static
 		err := a.retry.do(ctx, "first write", retryOpts{}, func(ctx context.Context) error {
 			var err error
 			written, err = a.apply(ctx, c)

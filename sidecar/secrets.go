@@ -43,7 +43,8 @@ func (a *agent) stillValid(d *dep) bool {
 type change struct {
 	epoch   int64 // the logins when pending was fetched: a new login voids it
 	due     []*dep
-	force   bool // render every file of due even when a response is unchanged (the first write)
+	files   []*file // rendered whatever their dependencies did (the first write of a file that has none)
+	force   bool    // render every file of due even when a response is unchanged (the first write)
 	pending map[*dep]*vault.Secret
 }
 
@@ -126,6 +127,12 @@ func (a *agent) apply(ctx context.Context, c *change) (_ []*file, err error) {
 			}
 		}
 		return nil
+	}
+	for _, f := range c.files {
+		if !affected[f] {
+			affected[f] = true
+			order = append(order, f)
+		}
 	}
 	if err := fetch(c.due); err != nil {
 		return nil, err

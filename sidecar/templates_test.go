@@ -149,13 +149,14 @@ func TestOneFileOfKVAndDatabaseCredentialsKeepsItsKVValuesAtReissue(t *testing.T
 // and without data/, is one request.
 func TestTheSameDependencyInSeveralFilesIsOneRequest(t *testing.T) {
 	ta := newTestAgent(t, modeSidecar, map[string]string{
-		"ramvault.io/secret-db":     "database/creds/app",
-		"ramvault.io/template-dsn":  `{{ with secret "database/creds/app" }}{{ .Data.username }}{{ end }}`,
-		"ramvault.io/template-user": `{{ with ref "db" }}{{ .Data.username }}{{ end }}`,
-		"ramvault.io/secret-cfg":    "secret/data/app",
-		"ramvault.io/format-cfg":    "dotenv",
-		"ramvault.io/template-env":  `{{ with secret "secret/app" }}{{ .Data.data.host }}{{ end }}`,
-		"ramvault.io/template-ref":  `{{ with ref "cfg" }}{{ .Data.host }}{{ end }}`,
+		"ramvault.io/secret-db":       "database/creds/app",
+		"ramvault.io/template-dsn":    `{{ with secret "database/creds/app" }}{{ .Data.username }}{{ end }}`,
+		"ramvault.io/template-user":   `{{ with ref "db" }}{{ .Data.username }}{{ end }}`,
+		"ramvault.io/secret-cfg":      "secret/data/app",
+		"ramvault.io/format-cfg":      "dotenv",
+		"ramvault.io/template-env":    `{{ with secret "secret/app" }}{{ .Data.data.host }}{{ end }}`,
+		"ramvault.io/template-ref":    `{{ with ref "cfg" }}{{ .Data.host }}{{ end }}`,
+		"ramvault.io/template-static": `no secret here`,
 	})
 	ta.vault.putKV2("secret/app", map[string]any{"host": "db.internal"})
 	ta.start(t)
@@ -170,6 +171,9 @@ func TestTheSameDependencyInSeveralFilesIsOneRequest(t *testing.T) {
 	}
 	if got := ta.files.content("env") + " " + ta.files.content("ref") + " " + ta.files.content("cfg"); got != "db.internal db.internal HOST=\"db.internal\"\n" {
 		t.Errorf("env, ref, cfg = %q", got)
+	}
+	if got := ta.files.content("static"); got != "no secret here" {
+		t.Errorf("a template without dependencies wrote %q", got)
 	}
 	if n := len(ta.graph.deps); n != 2 {
 		t.Errorf("%d dependencies, want 2", n)
