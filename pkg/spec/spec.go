@@ -255,7 +255,13 @@ func Parse(annotations map[string]string) (*Annotations, error) {
 		if !hasSecret {
 			bad := false
 			for _, f := range families {
-				if _, set := vals[f.Name]; set && (!hasTemplate || !templateOnlyRows[f.Name]) {
+				_, set := vals[f.Name]
+				switch {
+				case !set || hasTemplate && templateOnlyRow(f.Name):
+				case hasTemplate:
+					errs = append(errs, Error{f.Key(n), fmt.Sprintf("%q is a template-only file (no %s): %s describes a file's own secret; add that secret with its Vault path, or remove this annotation", n, Prefix+"secret-"+n, f.Name)})
+					bad = true
+				default:
 					errs = append(errs, Error{f.Key(n), fmt.Sprintf("no secret %q: add %s with its Vault path, or remove this annotation", n, Prefix+"secret-"+n)})
 					bad = true
 				}

@@ -95,7 +95,7 @@ func TestParse(t *testing.T) {
 				"ramvault.io/template-c": `{{ with ref "nope" }}{{ .Data.x }}{{ end }}`, "ramvault.io/template-d": `{{ .Data.x }}`,
 				"ramvault.io/template-e": `{{ .Data.x }}`, "ramvault.io/format-e": "yaml"},
 			errors: []string{
-				`ramvault.io/format-e: no secret "e": add ramvault.io/secret-e`,
+				`ramvault.io/format-e: "e" is a template-only file (no ramvault.io/secret-e): format describes a file's own secret`,
 				`ramvault.io/template-a: line 1, column 4: at <secrte>`,
 				`ramvault.io/template-b: line 1, column 4: at <secret "kv//b">`,
 				`ramvault.io/template-c: ref "nope": the Pod defines no ramvault.io/secret-nope`,

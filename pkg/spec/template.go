@@ -10,10 +10,16 @@ import (
 	"github.com/ramvault/ramvault/pkg/tmpl"
 )
 
-// templateOnlyRows are the per-secret annotations a template-only file
+// templateOnlyRow says which per-secret annotations a template-only file
 // (ramvault.io/template-<name> without secret-<name>) may carry; method,
 // params, format and key describe the file's own secret, which it has not.
-var templateOnlyRows = map[string]bool{"template": true, "refresh": true, "reload": true, "file-mode": true}
+func templateOnlyRow(family string) bool {
+	switch family {
+	case "template", "refresh", "reload", "file-mode":
+		return true
+	}
+	return false
+}
 
 // TemplateName is the name a secret's template is parsed under: the
 // annotation, so every error of the template names it.
