@@ -48,7 +48,7 @@ func TestVaultK8sPods(t *testing.T) {
 			err: `already has vault-k8s's container "vault-agent"`},
 		{name: "a problem with a translated annotation names the vault-k8s one", cfg: on,
 			pod: vaultK8sPod(map[string]string{"vault.hashicorp.com/agent-inject-template-db": "{{ .Data", "vault.hashicorp.com/agent-limits-mem": "1Mi", "vault.hashicorp.com/agent-requests-mem": "64Mi"}),
-			err: "vault.hashicorp.com/agent-inject-template-db: template does not parse"},
+			err: "vault.hashicorp.com/agent-inject-template-db: line 1"},
 		{name: "the Pod's own ramvault.io/ settings win over the translation", cfg: on,
 			pod: vaultK8sPod(map[string]string{"ramvault.io/mount-path": "/etc/app", "ramvault.io/run-as-user": "1000"})},
 	}

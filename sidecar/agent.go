@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ramvault/ramvault/pkg/spec"
 	"github.com/ramvault/ramvault/pkg/tmpfs"
 	"github.com/ramvault/ramvault/sidecar/clock"
 	"github.com/ramvault/ramvault/sidecar/reload"
@@ -34,6 +33,8 @@ type vaultClient interface {
 	// Get reads a secret (KV v1/v2 detected from its mount), or writes
 	// params to path when method is "write".
 	Get(ctx context.Context, method, path string, params map[string]string) (*vault.Secret, error)
+	// ReadPath is the path a read of path requests (KV v2: with data/).
+	ReadPath(ctx context.Context, path string) (string, error)
 	RenewLease(ctx context.Context, leaseID string, increment time.Duration) (time.Duration, error)
 	RevokeLease(ctx context.Context, leaseID string) error
 }
@@ -41,28 +42,39 @@ type vaultClient interface {
 // secretFiles is the secrets directory: a *tmpfs.Writer, or memory in tests.
 type secretFiles interface {
 	Write(name string, data []byte, mode os.FileMode) (bool, error)
+	// WriteSet writes files together: none if one cannot be staged.
+	WriteSet(files []tmpfs.File) ([]string, error)
 	Exists(name string) bool
 }
 
 // agent keeps a Pod's secret files fresh. Its parts: the token session
-// (token.go), each secret's lifecycle (secrets.go), the retry policy
+// (token.go), the Pod's files and their distinct Vault requests (deps.go),
+// each request's lifecycle and the set writes (secrets.go), the retry policy
 // (retry.go), the status file (status.go) and the health and metrics
 // endpoints (health.go, metrics.go).
 type agent struct {
-	cfg       config
-	log       *slog.Logger
-	clock     clock.Clock
-	vault     vaultClient
-	files     secretFiles
-	store     *state.Store
-	token     *session
-	retry     *retrier
-	renderers map[string]*render.Renderer
-	reloader  *reload.Reloader
-	metrics   *metrics
-	rotated   *rotation // the service-account token file changed
-	relogged  *rotation // a new login replaced an invalid token: leases to re-issue now
-	ready     atomic.Bool
+	cfg      config
+	log      *slog.Logger
+	clock    clock.Clock
+	vault    vaultClient
+	files    secretFiles
+	store    *state.Store
+	token    *session
+	retry    *retrier
+	graph    *graph
+	reloader *reload.Reloader
+	metrics  *metrics
+	rotated  *rotation // the service-account token file changed
+	relogged *rotation // a new login replaced an invalid token: leases to re-issue now
+	ready    atomic.Bool
+
+	txMu   sync.Mutex             // one change of the files at a time
+	epoch  atomic.Int64           // new logins that voided every lease
+	values map[*dep]*vault.Secret // the last response of each dep (txMu); the files are rendered from these
+
+	statusMu sync.Mutex
+	written  map[string]time.Time // by file
+	next     map[string]time.Time // each dep's next renewal or re-read
 }
 
 // newAgent validates the configuration and prepares the agent; nothing is
@@ -91,15 +103,13 @@ func newAgent(cfg config) (*agent, error) {
 // directory, the state store); cfg has its defaults.
 func assemble(cfg config, v vaultClient, files secretFiles, store *state.Store) (*agent, error) {
 	m := newMetrics(cfg.Clock.Now)
-	a := &agent{cfg: cfg, log: cfg.Log, clock: cfg.Clock, vault: v, files: files, store: store,
-		renderers: map[string]*render.Renderer{}, metrics: m, rotated: newRotation(), relogged: newRotation()}
-	for _, s := range cfg.Spec.Secrets {
-		r, err := render.New(s, render.Limits{Clock: cfg.Clock})
-		if err != nil {
-			return nil, err
-		}
-		a.renderers[s.Name] = r
+	g, err := buildGraph(cfg.Spec.Secrets, render.Limits{Clock: cfg.Clock})
+	if err != nil {
+		return nil, err
 	}
+	a := &agent{cfg: cfg, log: cfg.Log, clock: cfg.Clock, vault: v, files: files, store: store, graph: g,
+		metrics: m, rotated: newRotation(), relogged: newRotation(),
+		values: map[*dep]*vault.Secret{}, written: map[string]time.Time{}, next: map[string]time.Time{}}
 	a.token = &session{cfg: cfg, vault: v, store: store, clock: cfg.Clock, log: cfg.Log, metrics: m}
 	a.retry = &retrier{policy: defaultRetry(), clock: cfg.Clock, log: cfg.Log, rotated: a.rotated, degraded: a.setDegraded}
 	a.reloader = reload.New(reload.Options{Log: cfg.Log, SignalProcess: cfg.SignalProcess, Clock: cfg.Clock, Observe: m.reload})
@@ -153,8 +163,8 @@ func (a *agent) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { a.tokenLoop(ctx) })
-	for _, s := range a.cfg.Spec.Secrets {
-		wg.Go(func() { a.secretLoop(ctx, s) })
+	for _, d := range a.graph.deps {
+		wg.Go(func() { a.depLoop(ctx, d) })
 	}
 	<-ctx.Done()
 	wg.Wait()
@@ -163,54 +173,60 @@ func (a *agent) Run(ctx context.Context) error {
 }
 
 // firstWrite logs in (or reuses the token the init container left) and
-// writes every secret not already valid on the volume, retrying with backoff.
+// writes every file whose dependencies are not still valid on the volume,
+// as one set, retrying with backoff.
 func (a *agent) firstWrite(ctx context.Context) error {
 	if err := a.retry.do(ctx, "log in", retryOpts{login: true}, a.token.ensure); err != nil {
 		return err
 	}
-	// Every secret is fetched concurrently: the first write is what the
-	// app waits for.
-	var (
-		mu      sync.Mutex
-		reloads []spec.Reload
-		errs    []error
-		wg      sync.WaitGroup
-	)
-	for _, s := range a.cfg.Spec.Secrets {
-		if a.stillValid(s) {
-			a.log.Info("secret still valid from an earlier run; reusing its lease", "secret", s.Name)
+	if err := a.retry.do(ctx, "look up KV mounts", retryOpts{}, a.mergeKVAliases); err != nil {
+		return err
+	}
+	var due []*dep
+	for _, d := range a.graph.deps {
+		if a.stillValid(d) {
+			a.log.Info("secret still valid from an earlier run; reusing its lease", "dependency", d.name)
 			continue
 		}
-		// A file already there (from the init container or an earlier run)
-		// may be in use by the app: if it changes, the app must be told.
-		existed := a.files.Exists(s.Name)
-		wg.Go(func() {
-			err := a.retry.do(ctx, "fetch "+s.Name, retryOpts{}, func(ctx context.Context) error {
-				changed, err := a.fetchWithRelogin(ctx, s)
-				if changed && existed {
-					mu.Lock()
-					reloads = append(reloads, a.cfg.Spec.ReloadFor(s))
-					mu.Unlock()
-				}
-				return err
-			})
-			if err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		})
+		due = append(due, d)
 	}
-	wg.Wait()
-	if len(errs) > 0 {
-		return errors.Join(errs...)
+	// A file already there (from the init container or an earlier run)
+	// may be in use by the app: if it changes, the app must be told.
+	existed := map[*file]bool{}
+	for _, f := range a.graph.files {
+		existed[f] = a.files.Exists(f.secret.Name)
+	}
+	var static []*file // a template with no dependency: written once
+	for _, f := range a.graph.files {
+		if len(f.deps) == 0 && !existed[f] {
+			static = append(static, f)
+		}
+	}
+	var written []*file
+	if len(due) > 0 || len(static) > 0 {
+		c := newChange(due, true)
+		c.files = static
+		err := a.retry.do(ctx, "first write", retryOpts{}, func(ctx context.Context) error {
+			var err error
+			written, err = a.apply(ctx, c)
+			return err
+		})
+		if err != nil {
+			return err
+		}
 	}
 	a.ready.Store(true)
 	a.writeStatus()
 	if a.cfg.Mode == modeSidecar {
 		// A restarted sidecar that had to fetch anew tells the running app
 		// (whether or not it could keep the saved token).
-		a.reloader.Reload(ctx, reloads)
+		var told []*file
+		for _, f := range written {
+			if existed[f] {
+				told = append(told, f)
+			}
+		}
+		a.reloader.Reload(ctx, a.reloadsOf(told))
 	}
 	return nil
 }

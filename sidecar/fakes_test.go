@@ -3,18 +3,28 @@ package sidecar
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/ramvault/ramvault/pkg/spec"
+	"github.com/ramvault/ramvault/pkg/tmpfs"
 	"github.com/ramvault/ramvault/sidecar/clock"
 	"github.com/ramvault/ramvault/sidecar/state"
 	"github.com/ramvault/ramvault/sidecar/vault"
@@ -34,14 +44,17 @@ type fakeVault struct {
 	leases   map[string]fakeLease
 	logins   int
 	issued   int
-	tokenTTL time.Duration // of a login
-	renewTTL time.Duration // of a token renewal (0: tokenTTL)
-	leaseTTL time.Duration // of a lease
-	leaseMax time.Duration // a lease's max TTL from its issue
-	kv       map[string]map[string]any
-	fail     func(call string) error // an error to return instead of answering (nil: answer)
-	jwtOK    func(jwt string) bool   // which service-account tokens log in (nil: any)
-	hang     func(call string) bool  // calls that hang until their context ends
+	tokenTTL time.Duration             // of a login
+	renewTTL time.Duration             // of a token renewal (0: tokenTTL)
+	leaseTTL time.Duration             // of a lease
+	leaseMax time.Duration             // a lease's max TTL from its issue
+	kv       map[string]map[string]any // KV v1 (and "v2 without a mount" as before): path → data
+	kv2      map[string]fakeKV2        // KV v2 on the mount "secret/": logical path (secret/app) → versions
+	pki      *fakePKI                  // answers writes to pki/issue/<role>
+	pkiTTL   time.Duration             // of an issued certificate
+	fail     func(call string) error   // an error to return instead of answering (nil: answer)
+	jwtOK    func(jwt string) bool     // which service-account tokens log in (nil: any)
+	hang     func(call string) bool    // calls that hang until their context ends
 }
 
 // hangs waits out ctx when call is to hang (f.mu is not held); a call
@@ -70,7 +83,7 @@ type fakeLease struct {
 
 func newFakeVault(clk *clock.Fake) *fakeVault {
 	return &fakeVault{clock: clk, tokens: map[string]fakeToken{}, leases: map[string]fakeLease{}, kv: map[string]map[string]any{},
-		tokenTTL: time.Hour, leaseTTL: time.Minute, leaseMax: time.Hour}
+		kv2: map[string]fakeKV2{}, tokenTTL: time.Hour, leaseTTL: time.Minute, leaseMax: time.Hour, pkiTTL: time.Hour}
 }
 
 func denial() error {
@@ -181,24 +194,136 @@ func (f *fakeVault) revoke(tok string) {
 	}
 }
 
-func (f *fakeVault) Get(_ context.Context, method, path string, _ map[string]string) (*vault.Secret, error) {
+func (f *fakeVault) Get(_ context.Context, method, path string, params map[string]string) (*vault.Secret, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.record("get " + path); err != nil {
+	if err := f.record(strings.TrimSpace("get " + path + " " + paramString(params))); err != nil {
 		return nil, err
 	}
 	if !f.valid() {
 		return nil, denial()
 	}
+	if method == "write" && strings.HasPrefix(path, "pki/issue/") {
+		return f.issueCert(params)
+	}
 	if data, ok := f.kv[path]; ok {
-		return &vault.Secret{Data: data, Version: "1"}, nil
+		return &vault.Secret{Data: data, Raw: data, Version: "1"}, nil
+	}
+	if logical, ok := strings.CutPrefix(f.readPathLocked(path), kv2Mount+"data/"); ok {
+		versions := f.kv2[kv2Mount+logical]
+		if len(versions) == 0 {
+			return nil, fmt.Errorf("%s: %w", path, vault.ErrNotFound)
+		}
+		n := len(versions)
+		data := versions[n-1]
+		raw := map[string]any{"data": data, "metadata": map[string]any{"version": json.Number(strconv.Itoa(n)), "destroyed": false}}
+		return &vault.Secret{Data: data, Raw: raw, Version: strconv.Itoa(n)}, nil
 	}
 	f.issued++
 	now := f.clock.Now()
 	id := fmt.Sprintf("%s/lease-%d", path, f.issued)
 	f.leases[id] = fakeLease{token: f.token, issued: now, expires: now.Add(f.leaseTTL), max: now.Add(f.leaseMax)}
-	return &vault.Secret{Data: map[string]any{"username": fmt.Sprintf("u%d", f.issued), "password": fmt.Sprintf("planted-%d", f.issued)},
-		LeaseID: id, LeaseDuration: f.leaseTTL, Renewable: true}, nil
+	data := map[string]any{"username": fmt.Sprintf("u%d", f.issued), "password": fmt.Sprintf("planted-%d", f.issued)}
+	return &vault.Secret{Data: data, Raw: data, LeaseID: id, LeaseDuration: f.leaseTTL, Renewable: true}, nil
+}
+
+func paramString(p map[string]string) string {
+	if len(p) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(p)
+	return string(b)
+}
+
+// kv2Mount is the fake's one KV v2 mount.
+const kv2Mount = "secret/"
+
+// fakeKV2 is a KV v2 secret's versions, the latest last.
+type fakeKV2 []map[string]any
+
+// putKV2 writes a new version of a KV v2 secret (path without data/).
+func (f *fakeVault) putKV2(path string, data map[string]any) {
+	f.mu.Lock()
+	f.kv2[path] = append(f.kv2[path], data)
+	f.mu.Unlock()
+}
+
+func (f *fakeVault) ReadPath(_ context.Context, path string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.record("mount " + path); err != nil {
+		return "", err
+	}
+	return f.readPathLocked(path), nil
+}
+
+// readPathLocked rewrites a read on the KV v2 mount as the client does. f.mu is held.
+func (f *fakeVault) readPathLocked(path string) string {
+	rel, ok := strings.CutPrefix(path, kv2Mount)
+	if !ok || len(f.kv2) == 0 || strings.HasPrefix(rel, "data/") {
+		return path
+	}
+	return kv2Mount + "data/" + rel
+}
+
+// fakePKI is a CA that issues real certificates (ECDSA P-256: quick).
+type fakePKI struct {
+	key    *ecdsa.PrivateKey
+	cert   *x509.Certificate
+	pem    string
+	serial int64
+}
+
+func newFakePKI(t *testing.T, now time.Time) *fakePKI {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fake root"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(10 * 365 * 24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return &fakePKI{key: key, cert: cert, pem: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), serial: 1}
+}
+
+// issueCert answers pki/issue/<role> as Vault does: certificate,
+// private_key, issuing_ca, ca_chain, serial_number, expiration. f.mu is held.
+func (f *fakeVault) issueCert(params map[string]string) (*vault.Secret, error) {
+	if f.pki == nil {
+		return nil, &vault.ResponseError{Method: "PUT", Path: "/v1/pki/issue", StatusCode: http.StatusNotFound, Errors: []string{"no handler"}}
+	}
+	f.issued++
+	f.pki.serial++
+	now := f.clock.Now()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	notAfter := now.Add(f.pkiTTL).Truncate(time.Second)
+	tpl := &x509.Certificate{SerialNumber: big.NewInt(f.pki.serial), Subject: pkix.Name{CommonName: params["common_name"]}, DNSNames: []string{params["common_name"]},
+		NotBefore: now.Add(-time.Minute), NotAfter: notAfter, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tpl, f.pki.cert, &key.PublicKey, f.pki.key)
+	if err != nil {
+		return nil, err
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	serial := fmt.Sprintf("%02x", f.pki.serial)
+	data := map[string]any{
+		"certificate":   string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		"private_key":   string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})),
+		"issuing_ca":    f.pki.pem,
+		"ca_chain":      []any{f.pki.pem},
+		"serial_number": serial,
+		"expiration":    json.Number(strconv.FormatInt(notAfter.Unix(), 10)),
+	}
+	return &vault.Secret{Data: data, Raw: data, Version: serial, NotAfter: notAfter}, nil
 }
 
 func (f *fakeVault) RenewLease(_ context.Context, id string, increment time.Duration) (time.Duration, error) {
@@ -256,9 +381,10 @@ func (f *fakeVault) count(prefix string) int {
 // memFiles is a directory in memory: the secrets directory and the state
 // store's file.
 type memFiles struct {
-	mu     sync.Mutex
-	files  map[string][]byte
-	writes map[string]int
+	mu      sync.Mutex
+	files   map[string][]byte
+	writes  map[string]int
+	failSet func([]tmpfs.File) error // a set write to fail (nil: none)
 }
 
 func newMemFiles() *memFiles { return &memFiles{files: map[string][]byte{}, writes: map[string]int{}} }
@@ -272,6 +398,26 @@ func (m *memFiles) Write(name string, data []byte, _ os.FileMode) (bool, error) 
 	m.files[name] = append([]byte(nil), data...)
 	m.writes[name]++
 	return true, nil
+}
+
+func (m *memFiles) WriteSet(files []tmpfs.File) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.failSet != nil {
+		if err := m.failSet(files); err != nil {
+			return nil, err
+		}
+	}
+	var out []string
+	for _, f := range files {
+		if old, ok := m.files[f.Name]; ok && string(old) == string(f.Data) {
+			continue
+		}
+		m.files[f.Name] = append([]byte(nil), f.Data...)
+		m.writes[f.Name]++
+		out = append(out, f.Name)
+	}
+	return out, nil
 }
 
 func (m *memFiles) Read(name string) ([]byte, error) {
@@ -354,6 +500,7 @@ func newTestAgent(t *testing.T, mode string, annotations map[string]string) *tes
 		t.Fatal(err)
 	}
 	v := newFakeVault(clk)
+	v.pki = newFakePKI(t, clk.Now())
 	files, st := newMemFiles(), newMemFiles()
 	a, err := assemble(cfg, v, files, state.New(st))
 	if err != nil {

@@ -2,11 +2,13 @@ package sidecar
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/ramvault/ramvault/pkg/spec"
-	"github.com/ramvault/ramvault/sidecar/render"
+	"github.com/ramvault/ramvault/pkg/tmpfs"
 	"github.com/ramvault/ramvault/sidecar/state"
 	"github.com/ramvault/ramvault/sidecar/vault"
 )
@@ -15,15 +17,18 @@ import (
 // Pods started together spread out.
 const renewJitter = 0.1
 
-// stillValid reports whether a secret's file and lease (from the state the
-// init container or an earlier sidecar left) can be kept.
-func (a *agent) stillValid(s spec.Secret) bool {
-	ss, ok := a.store.Secret(s.Name)
-	if !ok || ss.Path != s.Path {
+// stillValid reports whether a dependency's lease (from the state the init
+// container or an earlier sidecar left) can be kept: the same request, every
+// file that uses it on the volume, and not near its end.
+func (a *agent) stillValid(d *dep) bool {
+	ss, ok := a.store.Secret(d.name)
+	if !ok || ss.Path != d.path || ss.Key != d.key {
 		return false
 	}
-	if !a.files.Exists(s.Name) {
-		return false
+	for _, f := range d.files {
+		if !a.files.Exists(f.secret.Name) {
+			return false
+		}
 	}
 	if !ss.Expires.IsZero() && a.clock.Now().After(ss.Expires.Add(-ss.LeaseDuration/3)) {
 		return false
@@ -31,65 +36,221 @@ func (a *agent) stillValid(s spec.Secret) bool {
 	return true
 }
 
-// fetchWithRelogin gets a secret, renders and writes its file, and records the lease.
-// It reports whether the file changed. When Vault denied the call because
-// the agent's token is no longer valid, it logs in again first (and marks
-// every lease for re-issue), so the retry runs under the new token.
-func (a *agent) fetchWithRelogin(ctx context.Context, s spec.Secret) (bool, error) {
-	changed, err := a.fetchAndWrite(ctx, s)
-	if err != nil && a.token.reloginIfInvalid(ctx, err) {
-		a.expireLeases()
-	}
-	return changed, err
+// change is one update of the files: the dependencies fetched anew and every
+// file that uses them. Its fetches survive a failed attempt (pending), so a
+// retry does not issue a second lease for a dependency the first attempt
+// already got.
+type change struct {
+	epoch   int64 // the logins when pending was fetched: a new login voids it
+	due     []*dep
+	files   []*file // rendered whatever their dependencies did (the first write of a file that has none)
+	force   bool    // render every file of due even when a response is unchanged (the first write)
+	pending map[*dep]*vault.Secret
 }
 
-func (a *agent) fetchAndWrite(ctx context.Context, s spec.Secret) (bool, error) {
-	cctx, cancel := context.WithTimeout(ctx, a.cfg.CallTimeout)
-	f, err := a.vault.Get(cctx, s.Method, s.Path, s.Params)
-	cancel()
-	a.metrics.fetch(s.Name, err)
-	if err != nil {
-		return false, fmt.Errorf("fetch secret %q from %s: %w", s.Name, s.Path, err)
+func newChange(due []*dep, force bool) *change {
+	return &change{due: due, force: force, pending: map[*dep]*vault.Secret{}, epoch: -1}
+}
+
+// apply is one attempt at a change: fetch the due dependencies (and, for the
+// files to render, any dependency whose value this process does not hold:
+// the init container fetched it), render every file that uses a changed
+// one, write them all as one set, then record the leases. If any fetch or
+// render fails, no file is written and no lease recorded: the old set stays.
+// It returns the files whose content changed.
+func (a *agent) apply(ctx context.Context, c *change) (_ []*file, err error) {
+	a.txMu.Lock()
+	defer a.txMu.Unlock()
+	if e := a.epoch.Load(); e != c.epoch {
+		clear(c.pending) // leases of a token that is no longer valid
+		c.epoch = e
 	}
-	content, err := a.renderers[s.Name].Render(render.Input{Data: f.Data, LeaseID: f.LeaseID, LeaseDuration: f.LeaseDuration, Renewable: f.Renewable})
-	if err != nil {
-		return false, err
+	defer func() {
+		if err != nil {
+			// Only what a new request would replace (a lease, an
+			// issuance) is kept for the retry; a KV read is read again.
+			for d, v := range c.pending {
+				if v.LeaseID == "" && v.NotAfter.IsZero() && d.method == "read" {
+					delete(c.pending, d)
+				}
+			}
+		}
+	}()
+	fetched := map[*dep]bool{}
+	changed := map[*dep]bool{}
+	affected := map[*file]bool{}
+	var order []*file
+	affect := func(d *dep) {
+		for _, f := range d.files {
+			if !affected[f] {
+				affected[f] = true
+				order = append(order, f)
+			}
+		}
 	}
-	changed, err := a.files.Write(s.Name, content, s.FileMode)
+	// fetch gets every dep of ds not fetched yet, at once (the first write
+	// is what the app waits for).
+	fetch := func(ds []*dep) error {
+		var todo []*dep
+		for _, d := range ds {
+			if !fetched[d] {
+				todo = append(todo, d)
+			}
+		}
+		errs := make([]error, len(todo))
+		got := make([]*vault.Secret, len(todo))
+		var wg sync.WaitGroup
+		for i, d := range todo {
+			if c.pending[d] != nil {
+				continue
+			}
+			wg.Go(func() { got[i], errs[i] = a.fetch(ctx, d) })
+		}
+		wg.Wait()
+		for i, d := range todo {
+			if got[i] != nil {
+				c.pending[d] = got[i]
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+		for _, d := range todo {
+			fetched[d] = true
+			ss, _ := a.store.Secret(d.name)
+			// The saved digest is of the response the files were last
+			// rendered from (here or in the init container): the same
+			// response renders the same files.
+			if c.force || ss.Key != d.key || ss.Digest != digest(c.pending[d]) {
+				changed[d] = true
+				affect(d)
+			}
+		}
+		return nil
+	}
+	for _, f := range c.files {
+		if !affected[f] {
+			affected[f] = true
+			order = append(order, f)
+		}
+	}
+	if err := fetch(c.due); err != nil {
+		return nil, err
+	}
+	// The files to render need every one of their dependencies; those this
+	// process holds no value of are fetched too (a lease among them is
+	// issued anew, and its files join the change).
+	for i := 0; i < len(order); i++ {
+		var missing []*dep
+		for _, d := range order[i].deps {
+			if !fetched[d] && a.values[d] == nil {
+				missing = append(missing, d)
+			}
+		}
+		if err := fetch(missing); err != nil {
+			return nil, err
+		}
+	}
+	vals := make(map[*dep]*vault.Secret, len(a.values)+len(c.pending))
+	for d, v := range a.values {
+		vals[d] = v
+	}
+	for d := range fetched {
+		vals[d] = c.pending[d]
+	}
+	var set []tmpfs.File
+	for _, f := range order {
+		content, err := renderFile(f, vals)
+		if err != nil {
+			return nil, err
+		}
+		set = append(set, tmpfs.File{Name: f.secret.Name, Data: content, Mode: f.secret.FileMode})
+	}
+	written, err := a.files.WriteSet(set)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	now := a.clock.Now()
-	ss := state.Secret{Path: s.Path, LeaseID: f.LeaseID, LeaseDuration: f.LeaseDuration, Renewable: f.Renewable, Issued: now, Version: f.Version}
-	switch {
-	case f.LeaseID != "" && f.LeaseDuration > 0:
-		ss.Expires = now.Add(f.LeaseDuration)
-	case !f.NotAfter.IsZero():
-		ss.Expires = f.NotAfter
-		ss.LeaseDuration = f.NotAfter.Sub(now)
+	var out []*file
+	for _, f := range order {
+		for _, n := range written {
+			if n == f.secret.Name {
+				out = append(out, f)
+				a.setWritten(f.secret.Name, now)
+				a.metrics.write(f.secret.Name)
+			}
+		}
 	}
-	ss, err = a.store.UpdateSecret(s.Name, func(old state.Secret, ok bool) state.Secret {
-		if ok && !changed {
+	for d := range fetched {
+		v := c.pending[d]
+		a.values[d] = v
+		a.record(d, v, now)
+	}
+	clear(c.pending)
+	if len(written) > 0 {
+		a.log.Info("files written", "files", written, "dependencies", depNames(changed))
+	}
+	a.writeStatus()
+	return out, nil
+}
+
+func depNames(m map[*dep]bool) []string {
+	out := []string{}
+	for d := range m {
+		out = append(out, d.name)
+	}
+	return out
+}
+
+// fetch makes one dependency's request under the call timeout. When Vault
+// denied it because the agent's token is no longer valid, it logs in again
+// first (and marks every lease for re-issue), so the retry runs under the
+// new token.
+func (a *agent) fetch(ctx context.Context, d *dep) (*vault.Secret, error) {
+	cctx, cancel := context.WithTimeout(ctx, a.cfg.CallTimeout)
+	v, err := a.vault.Get(cctx, d.method, d.request(), d.params)
+	cancel()
+	a.metrics.fetch(d.name, err)
+	if err != nil {
+		if a.token.reloginIfInvalid(ctx, err) {
+			a.expireLeases()
+		}
+		return nil, fmt.Errorf("fetch secret %q from %s: %w", d.name, d.path, err)
+	}
+	if v.Raw == nil {
+		v.Raw = v.Data
+	}
+	return v, nil
+}
+
+// record saves a dependency's new lease and schedule (never its value).
+func (a *agent) record(d *dep, v *vault.Secret, now time.Time) {
+	ss := state.Secret{Path: d.path, Key: d.key, Digest: digest(v), LeaseID: v.LeaseID, LeaseDuration: v.LeaseDuration, Renewable: v.Renewable, Issued: now, Version: v.Version, Written: now}
+	switch {
+	case v.LeaseID != "" && v.LeaseDuration > 0:
+		ss.Expires = now.Add(v.LeaseDuration)
+	case !v.NotAfter.IsZero():
+		ss.Expires = v.NotAfter
+		ss.LeaseDuration = v.NotAfter.Sub(now)
+	}
+	ss, err := a.store.UpdateSecret(d.name, func(old state.Secret, ok bool) state.Secret {
+		if ok && old.Digest == ss.Digest {
 			ss.Written = old.Written
-		} else {
-			ss.Written = now
 		}
 		return ss
 	})
 	a.saved(err)
-	a.metrics.setExpiry(s.Name, ss.Expires)
-	if changed {
-		a.metrics.write(s.Name)
-		a.log.Info("secret file written", "secret", s.Name, "version", f.Version, "lease_seconds", int(f.LeaseDuration.Seconds()))
-		a.writeStatus()
+	a.metrics.setExpiry(d.name, ss.Expires)
+	if v.LeaseID != "" || !v.NotAfter.IsZero() {
+		a.log.Info("secret fetched", "dependency", d.name, "path", d.path, "version", v.Version, "lease_seconds", int(v.LeaseDuration.Seconds()))
 	}
-	return changed, nil
 }
 
 // expireLeases marks every leased secret for re-issue, and wakes their
 // loops to do it now: a new login replaced the (invalid) token their leases
 // were made with, so those leases are gone too.
 func (a *agent) expireLeases() {
+	a.epoch.Add(1)
 	now := a.clock.Now()
 	a.saved(a.store.UpdateSecrets(func(_ string, ss state.Secret) state.Secret {
 		if ss.LeaseID != "" {
@@ -108,14 +269,16 @@ func (a *agent) saved(err error) {
 	}
 }
 
-// secretLoop keeps one secret fresh: renew its lease at about 2/3 of its
+// depLoop keeps one dependency fresh: renew its lease at about 2/3 of its
 // TTL, fetch anew before it ends or when renewal is refused, or re-read it
-// at its refresh interval when it has no lease.
-func (a *agent) secretLoop(ctx context.Context, s spec.Secret) {
+// at its refresh interval when it has no lease; a new value re-renders
+// every file that uses it, and the app is reloaded once.
+func (a *agent) depLoop(ctx context.Context, d *dep) {
 	for {
 		relogged := a.relogged.wait()
-		ss, _ := a.store.Secret(s.Name)
-		renew, at := a.plan(s, ss)
+		ss, _ := a.store.Secret(d.name)
+		renew, at := a.plan(d, ss)
+		a.setNext(d.name, at)
 		t := a.clock.NewTimer(at.Sub(a.clock.Now()))
 		select {
 		case <-ctx.Done():
@@ -126,39 +289,57 @@ func (a *agent) secretLoop(ctx context.Context, s spec.Secret) {
 			continue // plan again: a leased secret is due now
 		case <-t.C:
 		}
-		if cur, _ := a.store.Secret(s.Name); cur.LeaseID != ss.LeaseID || !cur.Issued.Equal(ss.Issued) {
-			continue // re-issued meanwhile (new login): plan again from the new lease
+		if cur, _ := a.store.Secret(d.name); cur.LeaseID != ss.LeaseID || !cur.Issued.Equal(ss.Issued) {
+			continue // re-issued meanwhile (new login, or with another dependency): plan again
 		}
 		if renew {
-			err := a.renew(ctx, s, ss)
+			err := a.renew(ctx, d, ss)
 			if err == nil {
 				continue
 			}
 			if ctx.Err() != nil {
 				return
 			}
-			a.log.Warn("lease renewal refused; fetching a new secret", "secret", s.Name, "err", err)
+			a.log.Warn("lease renewal refused; fetching a new secret", "dependency", d.name, "err", err)
 		}
-		var changed bool
-		err := a.retry.do(ctx, "refresh "+s.Name, retryOpts{}, func(ctx context.Context) error {
-			var err error
-			changed, err = a.fetchWithRelogin(ctx, s)
-			return err
-		})
-		if err != nil {
+		if !a.update(ctx, "refresh "+d.name, []*dep{d}) {
 			return // ctx ended
-		}
-		if changed {
-			a.reloader.Reload(ctx, []spec.Reload{a.cfg.Spec.ReloadFor(s)})
 		}
 	}
 }
 
-// plan decides the next action for a secret and when.
-func (a *agent) plan(s spec.Secret, ss state.Secret) (renew bool, at time.Time) {
+// update applies a change of due, retrying with backoff until it succeeds
+// (or ctx ends, false), then reloads the app once for every file written.
+func (a *agent) update(ctx context.Context, what string, due []*dep) bool {
+	c := newChange(due, false)
+	var written []*file
+	err := a.retry.do(ctx, what, retryOpts{}, func(ctx context.Context) error {
+		var err error
+		written, err = a.apply(ctx, c)
+		return err
+	})
+	if err != nil {
+		return false
+	}
+	a.reloader.Reload(ctx, a.reloadsOf(written))
+	return true
+}
+
+// reloadsOf is the union of the reloads of files (the reloader does each
+// distinct one once).
+func (a *agent) reloadsOf(files []*file) []spec.Reload {
+	var rs []spec.Reload
+	for _, f := range files {
+		rs = append(rs, a.cfg.Spec.ReloadFor(f.secret))
+	}
+	return rs
+}
+
+// plan decides the next action for a dependency and when.
+func (a *agent) plan(d *dep, ss state.Secret) (renew bool, at time.Time) {
 	now := a.clock.Now()
 	if ss.Expires.IsZero() || ss.LeaseDuration <= 0 {
-		return false, maxTime(ss.Issued, now.Add(-s.Refresh)).Add(s.Refresh)
+		return false, maxTime(ss.Issued, now.Add(-d.refresh)).Add(d.refresh)
 	}
 	// Renew (or re-issue) at about 2/3 of the remaining lifetime, minus
 	// up to 10% jitter so Pods started together spread out.
@@ -173,16 +354,16 @@ func (a *agent) plan(s spec.Secret, ss state.Secret) (renew bool, at time.Time) 
 	return renewable, due
 }
 
-// renew extends a secret's lease, retrying until the lease would end. A
+// renew extends a dependency's lease, retrying until the lease would end. A
 // refusal (lease not found or revoked, permission denied) is not retried:
 // the caller fetches a new secret at once, after a new login when the
 // agent's token was the cause.
-func (a *agent) renew(ctx context.Context, s spec.Secret, ss state.Secret) error {
+func (a *agent) renew(ctx context.Context, d *dep, ss state.Secret) error {
 	var ttl time.Duration
-	err := a.retry.do(ctx, "renew "+s.Name, retryOpts{deadline: ss.Expires, giveUp: vault.Permanent}, func(ctx context.Context) error {
+	err := a.retry.do(ctx, "renew "+d.name, retryOpts{deadline: ss.Expires, giveUp: vault.Permanent}, func(ctx context.Context) error {
 		var err error
 		ttl, err = a.vault.RenewLease(ctx, ss.LeaseID, ss.LeaseDuration)
-		a.metrics.renewal(s.Name, err)
+		a.metrics.renewal(d.name, err)
 		if err != nil && a.token.reloginIfInvalid(ctx, err) {
 			a.expireLeases()
 		}
@@ -192,38 +373,29 @@ func (a *agent) renew(ctx context.Context, s spec.Secret, ss state.Secret) error
 		return err
 	}
 	now := a.clock.Now()
-	cur, err := a.store.UpdateSecret(s.Name, func(cur state.Secret, _ bool) state.Secret {
+	cur, err := a.store.UpdateSecret(d.name, func(cur state.Secret, _ bool) state.Secret {
 		cur.Issued, cur.Expires = now, now.Add(ttl)
 		return cur
 	})
 	a.saved(err)
-	a.metrics.setExpiry(s.Name, cur.Expires)
+	a.metrics.setExpiry(d.name, cur.Expires)
 	a.writeStatus()
-	a.log.Info("lease renewed", "secret", s.Name, "ttl_seconds", int(ttl.Seconds()))
+	a.log.Info("lease renewed", "dependency", d.name, "ttl_seconds", int(ttl.Seconds()))
 	return nil
 }
 
-// reissueLeased fetches every leased secret under the current token, writes
-// all files, then reloads once.
+// reissueLeased fetches every leased dependency under the current token,
+// writes all changed files as one set, then reloads once.
 func (a *agent) reissueLeased(ctx context.Context) {
-	var reloads []spec.Reload
-	for _, s := range a.cfg.Spec.Secrets {
-		if ss, _ := a.store.Secret(s.Name); ss.LeaseID == "" {
-			continue
-		}
-		var changed bool
-		if err := a.retry.do(ctx, "re-issue "+s.Name, retryOpts{}, func(ctx context.Context) error {
-			var err error
-			changed, err = a.fetchWithRelogin(ctx, s)
-			return err
-		}); err != nil {
-			return
-		}
-		if changed {
-			reloads = append(reloads, a.cfg.Spec.ReloadFor(s))
+	var due []*dep
+	for _, d := range a.graph.deps {
+		if ss, _ := a.store.Secret(d.name); ss.LeaseID != "" {
+			due = append(due, d)
 		}
 	}
-	a.reloader.Reload(ctx, reloads)
+	if len(due) > 0 {
+		a.update(ctx, "re-issue leases", due)
+	}
 }
 
 func maxTime(a, b time.Time) time.Time {

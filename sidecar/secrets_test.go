@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ramvault/ramvault/pkg/spec"
 	"github.com/ramvault/ramvault/sidecar/clock"
 	"github.com/ramvault/ramvault/sidecar/state"
 )
@@ -12,7 +11,7 @@ import (
 func TestPlanRenewsAtTwoThirdsAndReissuesNearTheMaxTTL(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
 	a := &agent{clock: clock.NewFake(now)}
-	s := spec.Secret{Name: "db", Refresh: 5 * time.Minute}
+	s := &dep{name: "db", refresh: 5 * time.Minute}
 
 	renew, at := a.plan(s, state.Secret{LeaseID: "l", LeaseDuration: 30 * time.Second, Renewable: true, Issued: now, Expires: now.Add(30 * time.Second)})
 	if !renew || at.Before(now.Add(18*time.Second)) || at.After(now.Add(20*time.Second)) {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,6 +26,7 @@ type Config struct {
 	ConfigFile string // "" for no KV file
 	Listen     string
 	DB         DBAddr
+	TLS        TLSFiles
 }
 
 // DBAddr is where PostgreSQL is. These are not secrets; the credentials
@@ -81,6 +84,7 @@ type Status struct {
 	FilesError            string     `json:"files_error,omitempty"`  // the directory could not be listed
 	UID                   int        `json:"uid"`                    // the app's own uid and gid
 	GID                   int        `json:"gid"`
+	TLS                   *TLSStatus `json:"tls,omitempty"` // with -tls-cert: the certificate served
 }
 
 // App is the example app. Its state changes only in reload.
@@ -95,6 +99,8 @@ type App struct {
 	mu   sync.Mutex // guards st and seen
 	st   Status
 	seen map[string]bool // fingerprints logged in with
+
+	cert atomic.Pointer[tls.Certificate] // served on cfg.TLS.Listen; replaced at each reload
 }
 
 // New returns the app; connect is used only when cfg.DBFile is set.
@@ -123,6 +129,22 @@ func (a *App) Serve(ctx context.Context, ln net.Listener, hup <-chan os.Signal) 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	a.log.Info("serving", "addr", ln.Addr().String(), "secrets_dir", a.cfg.SecretsDir)
+	if a.cfg.TLS.Cert != "" {
+		tln, err := net.Listen("tcp", a.cfg.TLS.Listen)
+		if err != nil {
+			return err
+		}
+		tsrv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second,
+			TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+				if c := a.cert.Load(); c != nil {
+					return c, nil
+				}
+				return nil, errors.New("no certificate loaded")
+			}}}
+		go func() { _ = tsrv.ServeTLS(tln, "", "") }()
+		defer tsrv.Close()
+		a.log.Info("serving TLS", "addr", tln.Addr().String())
+	}
 
 	var err error
 loop:
@@ -211,6 +233,13 @@ func (a *App) Reload(ctx context.Context, source string) {
 			sum := sha256.Sum256(b)
 			configFP = hex.EncodeToString(sum[:])[:12]
 		}
+	}
+
+	if a.cfg.TLS.Cert != "" {
+		ts := a.loadTLS()
+		a.mu.Lock()
+		a.st.TLS = &ts
+		a.mu.Unlock()
 	}
 
 	credFP, dbErr, ok, fresh := "", "", false, false

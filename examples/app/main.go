@@ -72,6 +72,10 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	fs.StringVar(&c.DBFile, "db-file", "db", "file in -secrets-dir with the PostgreSQL credentials: JSON with \"username\" and \"password\" (the agent's default rendering of database/creds/<role>); empty: no database")
 	fs.StringVar(&c.ConfigFile, "config-file", "config", "file in -secrets-dir with the app's KV secret (only fingerprinted, never parsed or shown); empty: none")
 	fs.StringVar(&c.Listen, "listen", ":8080", "address of the HTTP server: GET /status, GET /healthz, POST /reload")
+	fs.StringVar(&c.TLS.Cert, "tls-cert", "", "file in -secrets-dir with the PEM certificate to serve on -tls-listen (reloaded with the rest); empty: no TLS server")
+	fs.StringVar(&c.TLS.Key, "tls-key", "tls.key", "file in -secrets-dir with the PEM private key of -tls-cert")
+	fs.StringVar(&c.TLS.CA, "tls-ca", "ca.crt", "file in -secrets-dir with the PEM CA the certificate must chain to (checked at each reload, reported in GET /status)")
+	fs.StringVar(&c.TLS.Listen, "tls-listen", ":8443", "address of the TLS server (the same handler) when -tls-cert is set")
 	fs.StringVar(&c.DB.Host, "pg-host", env("PGHOST", "localhost"), "PostgreSQL host (default $PGHOST, else localhost)")
 	fs.StringVar(&c.DB.Port, "pg-port", env("PGPORT", "5432"), "PostgreSQL port (default $PGPORT, else 5432)")
 	fs.StringVar(&c.DB.Database, "pg-database", env("PGDATABASE", "postgres"), "PostgreSQL database (default $PGDATABASE, else postgres)")
@@ -86,7 +90,7 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	if c.SecretsDir == "" {
 		return c, errors.New("-secrets-dir must not be empty")
 	}
-	for _, f := range []struct{ flag, v string }{{"-db-file", c.DBFile}, {"-config-file", c.ConfigFile}} {
+	for _, f := range []struct{ flag, v string }{{"-db-file", c.DBFile}, {"-config-file", c.ConfigFile}, {"-tls-cert", c.TLS.Cert}, {"-tls-key", c.TLS.Key}, {"-tls-ca", c.TLS.CA}} {
 		if !validName(f.v) {
 			return c, fmt.Errorf("%s %q: a file name in -secrets-dir, without /", f.flag, f.v)
 		}

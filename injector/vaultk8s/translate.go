@@ -287,11 +287,15 @@ func (t *translation) file(s *secret) {
 			t.set(to+"-"+s.name, v, Prefix+from+"-"+raw)
 		}
 	}
+	// consul-template writes "<no value>" for a missing key unless told
+	// otherwise; ramvault's default is an error.
+	missing := "false"
 	if v, ok := t.value("error-on-missing-key", raw); ok {
 		if b, _ := parseBool(v); b {
-			t.set("error-on-missing-key-"+s.name, "true", Prefix+"error-on-missing-key-"+raw)
+			missing = "true"
 		}
 	}
+	t.set("error-on-missing-key-"+s.name, missing, Prefix+"error-on-missing-key-"+raw)
 	if v, ok := t.value("secret-volume-path", raw); ok && strings.TrimSpace(v) != "" {
 		t.set("mount-path-"+s.name, v, Prefix+"secret-volume-path-"+raw)
 	}

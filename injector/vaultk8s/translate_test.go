@@ -79,6 +79,16 @@ func TestTranslate(t *testing.T) {
 				for k, v := range tc.want {
 					want[spec.Prefix+k] = v
 				}
+				// Every translated file renders a missing key as
+				// consul-template does ("<no value>") unless the case says
+				// otherwise: ramvault's own default is an error.
+				for k := range tc.want {
+					if name, ok := strings.CutPrefix(k, "template-"); ok {
+						if _, set := want[spec.Prefix+"error-on-missing-key-"+name]; !set {
+							want[spec.Prefix+"error-on-missing-key-"+name] = "false"
+						}
+					}
+				}
 				if !maps.Equal(res.Annotations, want) {
 					t.Fatalf("got  %q\nwant %q", res.Annotations, want)
 				}

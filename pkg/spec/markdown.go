@@ -30,6 +30,21 @@ func Markdown() string {
 	}
 	section("Pod-wide", false)
 	section("Per secret (`<name>` is the file name)", true)
+	b.WriteString(`## Files from templates
+
+A file is either one secret (` + "`secret-<name>`" + `, formatted by ` + "`format-<name>`" + ` or
+` + "`template-<name>`" + `, whose dot is that secret) or a template alone (` + "`template-<name>`" + `
+without ` + "`secret-<name>`" + `; it may also carry ` + "`refresh-`, `reload-` and `file-mode-<name>`" + `).
+Any template may read Vault itself, as consul-template does: ` + "`secret \"<path>\"`" + ` reads
+(KV v2 gives ` + "`.Data.data` and `.Data.metadata`" + `), ` + "`secret \"<path>\" \"k=v\"`" + ` and
+` + "`pkiCert`" + ` write, and ` + "`ref \"<other>\"`" + ` is another secret of the Pod in the one-secret
+shape. The agent makes one Vault request per distinct path and arguments in the whole
+Pod (a file's own secret counts too), so cert, key and CA in three files are one issuance.
+Each request keeps its own lease and schedule; when one changes, every file that uses it
+is rendered again, all of them are written together (none, if one fails), and the app is
+reloaded once. Functions: docs/templates.md.
+
+`)
 	return b.String()
 }
 

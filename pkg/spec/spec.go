@@ -9,8 +9,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/ramvault/ramvault/pkg/tmpl"
 )
 
 // Mode is the shape of the injection.
@@ -119,10 +117,11 @@ type Secret struct {
 	// MountPath is where the file's directory is mounted in the target
 	// containers: the Pod's mount-path unless mount-path-<name> is set.
 	MountPath string
-	// LeftDelim, RightDelim ("" for {{ and }}) and ErrorOnMissingKey are
+	// LeftDelim, RightDelim ("" for {{ and }}) and MissingKeyZero (a missing
+	// key writes "<no value>" instead of failing) are
 	// the options of a template-only file's template (pkg/tmpl.Options).
 	LeftDelim, RightDelim string
-	ErrorOnMissingKey     bool
+	MissingKeyZero        bool
 }
 
 // TemplateOnly says the file is a consul-template template that reads its
@@ -282,13 +281,23 @@ func Parse(annotations map[string]string) (*Annotations, error) {
 		vals := perSecret[n]
 		_, hasSecret := vals["secret"]
 		_, hasTemplate := vals["template"]
-		if !hasSecret && !hasTemplate {
+		if !hasSecret {
+			bad := false
 			for _, f := range families {
-				if _, set := vals[f.Name]; set {
-					errs = append(errs, Error{f.Key(n), fmt.Sprintf("no secret %q: add %s with its Vault path (or %s reading its secrets itself), or remove this annotation", n, Prefix+"secret-"+n, Prefix+"template-"+n)})
+				_, set := vals[f.Name]
+				switch {
+				case !set || hasTemplate && templateOnlyRow(f.Name):
+				case hasTemplate:
+					errs = append(errs, Error{f.Key(n), fmt.Sprintf("%q is a template-only file (no %s): %s describes a file's own secret; add that secret with its Vault path, or remove this annotation", n, Prefix+"secret-"+n, f.Name)})
+					bad = true
+				default:
+					errs = append(errs, Error{f.Key(n), fmt.Sprintf("no secret %q: add %s with its Vault path, or remove this annotation", n, Prefix+"secret-"+n)})
+					bad = true
 				}
 			}
-			continue
+			if !hasTemplate || bad {
+				continue
+			}
 		}
 		s := &Secret{Name: n, Method: "read", Format: FormatJSON, FileMode: 0o400}
 		for _, f := range families {
@@ -307,6 +316,9 @@ func Parse(annotations map[string]string) (*Annotations, error) {
 	}
 	for _, n := range names {
 		if s := secrets[n]; s != nil {
+			if s.Template != "" {
+				errs = append(errs, checkTemplate(*s, func(ref string) bool { return secrets[ref] != nil && secrets[ref].Path != "" })...)
+			}
 			cfg.Secrets = append(cfg.Secrets, *s)
 		}
 	}
@@ -335,24 +347,13 @@ func (s *Secret) finish(cfg *Annotations, vals map[string]string) ErrorList {
 	}
 	_, hasSecret := vals["secret"]
 	if !hasSecret {
-		for _, f := range []string{"method", "params", "format", "key"} {
-			if _, set := vals[f]; set {
-				errs = append(errs, Error{key(f), fmt.Sprintf("applies to %s, and %s has none: its template reads its secrets itself; add %s, or remove this annotation", key("secret"), s.Name, key("secret"))})
-			}
-		}
-		if err := checkDependencyTemplate(s.Template, tmpl.Options{LeftDelim: s.LeftDelim, RightDelim: s.RightDelim, ErrorOnMissingKey: s.ErrorOnMissingKey}); err != nil {
-			errs = append(errs, Error{key("template"), err.Error()})
-		}
+		// The rows a template-only file may not carry are reported by
+		// Parse (templateOnlyRow); its template is checked there too.
 		s.Format = FormatTemplate
 	} else {
 		for _, f := range []string{"template-left-delim", "template-right-delim", "error-on-missing-key"} {
 			if _, set := vals[f]; set {
 				errs = append(errs, Error{key(f), fmt.Sprintf("applies to a template that reads its own secrets (%s without %s): remove it, or %s", key("template"), key("secret"), key("secret"))})
-			}
-		}
-		if s.Template != "" {
-			if err := checkSecretTemplate(s.Template); err != nil {
-				errs = append(errs, Error{key("template"), err.Error()})
 			}
 		}
 	}

@@ -74,7 +74,33 @@ func TestParse(t *testing.T) {
 				`ramvault.io/mode: "sidecar" is not one of native, classic, init-only`,
 				`ramvault.io/refresh: "5 minutes" is not a duration`,
 				`ramvault.io/reload: "signal:FOO": unknown signal`,
-				`ramvault.io/template-db: template does not parse`}},
+				`ramvault.io/template-db: line 1: syntax: unclosed action`}},
+		{name: "a template alone is a file with no secret of its own, its dependencies in the template",
+			in: map[string]string{"ramvault.io/template-tls.crt": `{{ with pkiCert "pki/issue/web" "common_name=web" }}{{ .Cert }}{{ end }}`,
+				"ramvault.io/file-mode-tls.crt": "0600", "ramvault.io/reload-tls.crt": "signal:HUP"},
+			check: func(t *testing.T, c *Annotations) {
+				s := c.Secrets[0]
+				if s.Name != "tls.crt" || s.Path != "" || s.Format != FormatTemplate || s.FileMode != 0o600 || s.Reload == nil {
+					t.Errorf("%+v", s)
+				}
+			}},
+		{name: "a template may use another secret of the Pod by name",
+			in: map[string]string{"ramvault.io/secret-db": "database/creds/app", "ramvault.io/template-dsn": `{{ with ref "db" }}{{ .Data.username }}{{ end }}@{{ with secret "secret/app" }}{{ .Data.data.host }}{{ end }}`},
+			check: func(t *testing.T, c *Annotations) {
+				if len(c.Secrets) != 2 || c.Secrets[1].Name != "dsn" || c.Secrets[1].Path != "" {
+					t.Errorf("%+v", c.Secrets)
+				}
+			}},
+		{name: "template errors name the annotation: unknown function, bad path, ref to an undefined secret, dot in a template-only file",
+			in: map[string]string{"ramvault.io/template-a": `{{ secrte "kv/a" }}`, "ramvault.io/template-b": `{{ secret "kv//b" }}`,
+				"ramvault.io/template-c": `{{ with ref "nope" }}{{ .Data.x }}{{ end }}`, "ramvault.io/template-d": `{{ .Data.x }}`,
+				"ramvault.io/template-e": `{{ .Data.x }}`, "ramvault.io/format-e": "yaml"},
+			errors: []string{
+				`ramvault.io/format-e: "e" is a template-only file (no ramvault.io/secret-e): format describes a file's own secret`,
+				`ramvault.io/template-a: line 1, column 4: at <secrte>`,
+				`ramvault.io/template-b: line 1, column 4: at <secret "kv//b">`,
+				`ramvault.io/template-c: ref "nope": the Pod defines no ramvault.io/secret-nope`,
+				`ramvault.io/template-d: the template reads ` + "`.`" + `, which is empty in a template-only file`}},
 		{name: "a typo gets a did-you-mean",
 			in:     map[string]string{"ramvault.io/secrte-db": "secret/data/db", "ramvault.io/vault-adress": "https://v:8200"},
 			errors: []string{`ramvault.io/secrte-db: unknown annotation; did you mean ramvault.io/secret-db?`, `ramvault.io/vault-adress: unknown annotation; did you mean ramvault.io/vault-addr?`}},
@@ -115,10 +141,11 @@ func TestParse(t *testing.T) {
 			}},
 		{name: "a template-only file is checked as consul-template, and takes no secret settings",
 			in: map[string]string{"ramvault.io/template-a": `{{ with secret "kv/a" }}{{ env "HOME" }}{{ end }}`,
-				"ramvault.io/template-b": `{{ with secret "kv/a b" }}{{ end }}`, "ramvault.io/method-b": "write",
+				"ramvault.io/template-b": `{{ with secret "kv/a b" }}{{ end }}`,
+				"ramvault.io/template-e": `{{ with secret "kv/e" }}{{ end }}`, "ramvault.io/method-e": "write",
 				"ramvault.io/template-c": `{{ range $k, $v := (secret "kv/c").Data }}{{ $k }}={{ $v | toJSON }}{{ end }}`},
-			errors: []string{`ramvault.io/template-a: template does not parse: 1:28: at <env>: function "env" is not available`,
-				`ramvault.io/method-b: applies to ramvault.io/secret-b`, `ramvault.io/template-b: template does not parse: 1:9: at <secret "kv/a b">: path "kv/a b"`}},
+			errors: []string{`ramvault.io/method-e: "e" is a template-only file`, `ramvault.io/template-a: line 1, column 28: at <env>: function "env" is not available`,
+				`ramvault.io/template-b: line 1, column 9: at <secret "kv/a b">: path "kv/a b"`}},
 		{name: "files may not overlap, nor escape their mount",
 			in: map[string]string{"ramvault.io/secret-a": "kv/a", "ramvault.io/file-name-a": "x", "ramvault.io/secret-x": "kv/x",
 				"ramvault.io/secret-b": "kv/b", "ramvault.io/file-name-b": "../etc/passwd", "ramvault.io/inject-token": "true", "ramvault.io/secret-token": "kv/t"},

@@ -356,14 +356,13 @@ func Table() []Row {
 				return nil
 			}},
 		{Name: "template", PerSecret: true, Type: TypeTemplate, Example: `postgres://{{ .Data.username }}:{{ .Data.password }}@db:5432/app`,
-			Doc: "With `secret-<name>`: a Go text/template rendering that secret's file (overrides format). Dot has `.Data` (the secret's data; for KV v2 the inner data), `.LeaseID`, `.LeaseDuration`, `.Renewable`. Functions: `base64`, `base64dec`, `json`, `toYAML`, `pemCert`, `pemKey`, `pemChain`, `trim`, `lower`, `upper`, `default`. " +
-				"Without `secret-<name>`: a consul-template template (as Vault Agent's) that reads its secrets itself, `{{ with secret \"<path>\" [\"k=v\"...] }}`, KV v2 as `.Data.data`; the same path and parameters in several templates of the Pod are one Vault request. Parsed at admission.",
-			set: func(_ *Annotations, s *Secret, v string) error {
-				// Which kind of template it is depends on secret-<name>,
-				// which finish knows: it checks the template.
-				s.Template = v
-				return nil
-			}},
+			Doc: "A template rendering the file (overrides format): Go text/template with consul-template's functions (docs/templates.md). " +
+				"With `secret-<name>`, dot is that secret: `.Data` (KV v2 unwrapped), `.LeaseID`, `.LeaseDuration`, `.Renewable`. " +
+				"Without it the file is template-only and dot is empty. Either way the template may read any Vault secret with " +
+				"`secret \"<path>\"` (a read; KV v2 as consul-template: `.Data.data`) or `secret \"<path>\" \"k=v\"…` and `pkiCert` (a write), " +
+				"and use another secret of the Pod with `ref \"<other>\"`. The same path and arguments anywhere in the Pod are one Vault request " +
+				"(one lease, one issuance). A missing key is an error (a template-only file may say otherwise with `error-on-missing-key-<name>`). Parsed and checked at admission.",
+			set: func(_ *Annotations, s *Secret, v string) error { s.Template = v; return nil }},
 		{Name: "refresh", PerSecret: true, Type: TypeDuration, Example: "30s",
 			Doc: "Re-read interval of this secret when it has no lease. Default: `refresh`.",
 			set: func(_ *Annotations, s *Secret, v string) error {
@@ -394,9 +393,9 @@ func Table() []Row {
 		{Name: "template-right-delim", PerSecret: true, Type: TypeString, Example: "]]",
 			Doc: "Right delimiter of a template-only file's template, instead of `}}`.",
 			set: func(_ *Annotations, s *Secret, v string) error { s.RightDelim = v; return nil }},
-		{Name: "error-on-missing-key", PerSecret: true, Type: TypeBool, Default: "false",
-			Doc: "A template-only file's template fails on a missing key (the previous file stays) instead of writing `<no value>`, as Vault Agent's `error_on_missing_key`.",
-			set: func(_ *Annotations, s *Secret, v string) error { s.ErrorOnMissingKey = v == "true"; return nil }},
+		{Name: "error-on-missing-key", PerSecret: true, Type: TypeBool, Default: "true",
+			Doc: "Whether a template-only file's template fails on a missing key (the previous file stays). \"false\" writes `<no value>` instead, consul-template's default: the vault-k8s translation sets it unless `error-on-missing-key` says true, so those files render as Vault Agent renders them.",
+			set: func(_ *Annotations, s *Secret, v string) error { s.MissingKeyZero = v == "false"; return nil }},
 		{Name: "file-name", PerSecret: true, Type: TypeString, Example: "config/app.properties",
 			Doc: "Path of the file under its mount path, when it is not `<name>`: may hold subdirectories (created 0700), never `..`; " +
 				"names starting with `.ramvault` are the agent's.",

@@ -1,76 +1,99 @@
 package spec
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
-	"text/template"
 
 	"github.com/ramvault/ramvault/pkg/tmpl"
 )
 
-// TemplateFuncs is the documented function set of secret templates. The
-// injector parses templates with it at admission; the agent executes them.
-func TemplateFuncs() template.FuncMap {
-	return template.FuncMap{
-		"base64":    func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) },
-		"base64dec": func(s string) (string, error) { b, err := base64.StdEncoding.DecodeString(s); return string(b), err },
-		"json":      func(v any) (string, error) { b, err := json.Marshal(v); return string(b), err },
-		"toYAML":    func(v any) (string, error) { return YAML(v) },
-		"trim":      strings.TrimSpace,
-		"lower":     strings.ToLower,
-		"upper":     strings.ToUpper,
-		"default": func(def string, v any) string {
-			if s, ok := v.(string); ok && s != "" {
-				return s
-			}
-			if v != nil {
-				if _, isStr := v.(string); !isStr {
-					return fmt.Sprint(v)
-				}
-			}
-			return def
-		},
-		"pemCert":  func(d map[string]any) (string, error) { return pemField(d, "certificate") },
-		"pemKey":   func(d map[string]any) (string, error) { return pemField(d, "private_key") },
-		"pemChain": pemChain,
+// templateOnlyRow says which per-secret annotations a template-only file
+// (ramvault.io/template-<name> without secret-<name>) may carry; method,
+// params, format and key describe the file's own secret, which it has not.
+func templateOnlyRow(family string) bool {
+	switch family {
+	case "template", "refresh", "reload", "file-mode", "file-name", "mount-path",
+		"template-left-delim", "template-right-delim", "error-on-missing-key":
+		return true
 	}
+	return false
 }
 
-func pemField(d map[string]any, key string) (string, error) {
-	s, _ := d[key].(string)
-	if s == "" {
-		return "", fmt.Errorf("no %q in the secret (is it a PKI issue response?)", key)
+// TemplateName is the name a secret's template is parsed under: the
+// annotation, so every error of the template names it.
+func TemplateName(secret string) string { return Prefix + "template-" + secret }
+
+// ParseTemplate parses a secret's template as the agent runs it; the injector
+// checks it the same way (checkTemplate). A one-secret template (with
+// secret-<name>) keeps missingkey=error, as before pkg/tmpl: a typo in a key
+// fails the render instead of writing "<no value>". A template-only file may
+// have its own delimiters, and error-on-missing-key-<name>: "false" for
+// consul-template's "<no value>" (what vault-k8s Pods are translated to).
+func ParseTemplate(s Secret, l tmpl.Limits) (*tmpl.Template, error) {
+	opts := tmpl.Options{ErrorOnMissingKey: true, Limits: l}
+	if s.TemplateOnly() {
+		opts = tmpl.Options{LeftDelim: s.LeftDelim, RightDelim: s.RightDelim, ErrorOnMissingKey: !s.MissingKeyZero, Limits: l}
 	}
-	return strings.TrimRight(s, "\n") + "\n", nil
+	return tmpl.Parse(TemplateName(s.Name), s.Template, opts)
 }
 
-// pemChain is the certificate followed by its CA chain (or issuing CA).
-func pemChain(d map[string]any) (string, error) {
-	out, err := pemField(d, "certificate")
+// checkTemplate parses and checks one secret's template: syntax, functions,
+// the Vault paths of secret/pkiCert, refs to secrets the Pod defines
+// (defined reports whether ramvault.io/secret-<ref> exists), and a
+// template-only file that reads `.`. Every error names the annotation.
+func checkTemplate(s Secret, defined func(ref string) bool) ErrorList {
+	key := TemplateName(s.Name)
+	t, err := ParseTemplate(s, tmpl.Limits{})
 	if err != nil {
-		return "", err
-	}
-	if chain, ok := d["ca_chain"].([]any); ok && len(chain) > 0 {
-		for _, c := range chain {
-			if s, ok := c.(string); ok && s != "" {
-				out += strings.TrimRight(s, "\n") + "\n"
-			}
+		var list tmpl.ErrorList
+		if !errors.As(err, &list) {
+			return ErrorList{{key, err.Error()}}
 		}
-		return out, nil
+		var errs ErrorList
+		for _, e := range list {
+			// The tmpl error starts with the template's name, which is
+			// the annotation already.
+			errs = append(errs, Error{key, templateError(e)})
+		}
+		return errs
 	}
-	if ca, ok := d["issuing_ca"].(string); ok && ca != "" {
-		out += strings.TrimRight(ca, "\n") + "\n"
+	var errs ErrorList
+	for _, r := range t.Refs() {
+		if !defined(r) {
+			errs = append(errs, Error{key, fmt.Sprintf("ref %q: the Pod defines no %s; add it with its Vault path, or fix the name", r, Prefix+"secret-"+r)})
+		}
 	}
-	return out, nil
+	if s.Path == "" && t.UsesDot() {
+		errs = append(errs, Error{key, fmt.Sprintf("the template reads `.`, which is empty in a template-only file: read secrets with secret \"<path>\" or ref \"<name>\", or add %s", Prefix+"secret-"+s.Name)})
+	}
+	return errs
+}
+
+// templateError is a tmpl error without the template's name (the field
+// names the annotation already): "line 3, column 9: at <.Data.x>: …".
+func templateError(e *tmpl.Error) string {
+	var b strings.Builder
+	if e.Line > 0 {
+		fmt.Fprintf(&b, "line %d", e.Line)
+		if e.Col > 0 {
+			fmt.Fprintf(&b, ", column %d", e.Col)
+		}
+		b.WriteString(": ")
+	}
+	if e.Context != "" {
+		b.WriteString("at <" + e.Context + ">: ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
 }
 
 // YAML renders a secret's data as YAML: keys sorted, scalars as JSON strings
 // (a YAML subset that every parser reads the same way), nested values in flow
-// style. No YAML library: the agent stays small.
+// style. No YAML library: the agent stays small. It is format yaml; in a
+// template, `toYAML` is consul-template's (gopkg.in/yaml.v2 output).
 func YAML(v any) (string, error) {
 	m, ok := v.(map[string]any)
 	if !ok {
@@ -92,33 +115,4 @@ func YAML(v any) (string, error) {
 		fmt.Fprintf(&b, "%s: %s\n", kj, vj)
 	}
 	return b.String(), nil
-}
-
-// checkSecretTemplate parses the template of a file with secret-<name>:
-// dot is that one secret.
-func checkSecretTemplate(src string) error {
-	if _, err := template.New("t").Option("missingkey=error").Funcs(TemplateFuncs()).Parse(src); err != nil {
-		return fmt.Errorf("template does not parse: %v", strings.TrimPrefix(err.Error(), "template: t:"))
-	}
-	return nil
-}
-
-// checkDependencyTemplate checks a template-only file's consul-template
-// template with pkg/tmpl, the agent's engine: syntax, functions (none that
-// reads files, the environment or runs commands), and the Vault paths and
-// k=v arguments of its secret calls. Every problem, on one line.
-func checkDependencyTemplate(src string, opts tmpl.Options) error {
-	err := tmpl.Check("template", src, opts)
-	if err == nil {
-		return nil
-	}
-	var list tmpl.ErrorList
-	if !errors.As(err, &list) {
-		return fmt.Errorf("template does not parse: %v", err)
-	}
-	msgs := make([]string, len(list))
-	for i, e := range list {
-		msgs[i] = strings.TrimPrefix(e.Error(), "template:")
-	}
-	return fmt.Errorf("template does not parse: %s", strings.Join(msgs, "; "))
 }

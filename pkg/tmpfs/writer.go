@@ -77,44 +77,92 @@ func validName(name string) error {
 // the new, never a partial file. It reports whether the file changed; equal
 // content is not rewritten.
 func (w *Writer) Write(name string, data []byte, mode os.FileMode) (bool, error) {
-	if err := validName(name); err != nil {
-		return false, err
-	}
-	path := filepath.Join(w.dir, name)
-	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
-		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm() == mode.Perm() {
-			return false, nil
-		}
-	}
-	f, err := os.CreateTemp(w.dir, "."+name+".tmp-*")
-	if err != nil {
-		return false, w.classify(name, err)
-	}
-	tmp := f.Name()
+	changed, err := w.WriteSet([]File{{Name: name, Data: data, Mode: mode}})
+	return len(changed) > 0, err
+}
+
+// File is one file of a set written together.
+type File struct {
+	Name string
+	Data []byte
+	Mode os.FileMode
+}
+
+// WriteSet writes files as one set: every file whose content or mode
+// differs is staged first (temporary file, fsync, chmod), and only when all
+// are staged are they renamed into place, in order. A failure while staging
+// (a full volume) leaves every file of the set as it was; a rename on the
+// same tmpfs does not fail for want of space. It returns the names written;
+// equal files are skipped.
+func (w *Writer) WriteSet(files []File) ([]string, error) {
+	type staged struct{ tmp, path, name string }
+	var done []staged
 	ok := false
 	defer func() {
 		if !ok {
-			f.Close()
-			os.Remove(tmp)
+			for _, st := range done {
+				os.Remove(st.tmp)
+			}
 		}
 	}()
-	if _, err := f.Write(data); err != nil {
-		return false, w.classify(name, err)
+	for _, f := range files {
+		if err := validName(f.Name); err != nil {
+			return nil, err
+		}
+		path := filepath.Join(w.dir, f.Name)
+		if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, f.Data) {
+			if fi, err := os.Stat(path); err == nil && fi.Mode().Perm() == f.Mode.Perm() {
+				continue
+			}
+		}
+		tmp, err := w.stage(f)
+		if err != nil {
+			return nil, err
+		}
+		done = append(done, staged{tmp, path, f.Name})
 	}
-	if err := f.Sync(); err != nil {
-		return false, w.classify(name, err)
-	}
-	if err := f.Chmod(mode.Perm()); err != nil {
-		return false, fmt.Errorf("chmod %s: %w", name, err)
-	}
-	if err := f.Close(); err != nil {
-		return false, w.classify(name, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return false, fmt.Errorf("rename into %s: %w", path, err)
+	var names []string
+	for i, st := range done {
+		if err := os.Rename(st.tmp, st.path); err != nil {
+			for _, rest := range done[i+1:] {
+				os.Remove(rest.tmp)
+			}
+			ok = true
+			return names, fmt.Errorf("rename into %s: %w", st.path, err)
+		}
+		names = append(names, st.name)
 	}
 	ok = true
-	return true, nil
+	return names, nil
+}
+
+// stage writes f to a temporary file beside its destination: written,
+// fsynced, chmodded, closed. It returns the temporary file's path.
+func (w *Writer) stage(f File) (string, error) {
+	t, err := os.CreateTemp(w.dir, "."+f.Name+".tmp-*")
+	if err != nil {
+		return "", w.classify(f.Name, err)
+	}
+	tmp := t.Name()
+	fail := func(err error) (string, error) {
+		t.Close()
+		os.Remove(tmp)
+		return "", err
+	}
+	if _, err := t.Write(f.Data); err != nil {
+		return fail(w.classify(f.Name, err))
+	}
+	if err := t.Sync(); err != nil {
+		return fail(w.classify(f.Name, err))
+	}
+	if err := t.Chmod(f.Mode.Perm()); err != nil {
+		return fail(fmt.Errorf("chmod %s: %w", f.Name, err))
+	}
+	if err := t.Close(); err != nil {
+		os.Remove(tmp)
+		return "", w.classify(f.Name, err)
+	}
+	return tmp, nil
 }
 
 // Remove deletes a file if it exists.

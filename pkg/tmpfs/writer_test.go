@@ -131,3 +131,31 @@ func TestAFullTmpfsKeepsThePreviousFile(t *testing.T) {
 		t.Errorf("temporary files left: %v", left)
 	}
 }
+
+// A set whose last file does not fit leaves every file of the set as it
+// was: all are staged before any is renamed.
+func TestAFullTmpfsKeepsTheWholePreviousSet(t *testing.T) {
+	w, err := New(memDir(t, "64k"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteSet([]File{{"a", []byte("old a"), 0o400}, {"b", []byte("old b"), 0o400}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.WriteSet([]File{{"a", []byte("new a"), 0o400}, {"b", bytes.Repeat([]byte("n"), 128*1024), 0o400}})
+	if !errors.Is(err, ErrFull) {
+		t.Fatalf("err %v, want ErrFull", err)
+	}
+	for n, want := range map[string]string{"a": "old a", "b": "old b"} {
+		if got, _ := os.ReadFile(filepath.Join(w.Dir(), n)); string(got) != want {
+			t.Errorf("%s = %q after a failed set, want %q", n, got, want)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(w.Dir(), ".*.tmp-*")); len(left) > 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+	written, err := w.WriteSet([]File{{"a", []byte("old a"), 0o400}, {"b", []byte("new b"), 0o400}})
+	if err != nil || len(written) != 1 || written[0] != "b" {
+		t.Errorf("written %v, %v; want only the changed file", written, err)
+	}
+}

@@ -8,10 +8,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"text/template"
 	"time"
 
 	"github.com/ramvault/ramvault/pkg/spec"
+	"github.com/ramvault/ramvault/pkg/tmpl"
 	"github.com/ramvault/ramvault/sidecar/clock"
 )
 
@@ -19,7 +19,7 @@ import (
 // format. Templates are parsed once, by New.
 type Renderer struct {
 	secret spec.Secret
-	tmpl   *template.Template
+	tmpl   *tmpl.Template
 	limits Limits
 }
 
@@ -27,7 +27,7 @@ type Renderer struct {
 type Limits struct {
 	MaxBytes int           // of the output; 0: DefaultMaxBytes
 	Timeout  time.Duration // of one execution; 0: DefaultTimeout
-	Clock    clock.Clock   // the timeout's; nil: the real clock
+	Clock    clock.Clock   // of the template's timestamp; nil: the real clock
 }
 
 // Defaults of Limits: a secret file is a few KiB; a template renders in
@@ -37,12 +37,15 @@ const (
 	DefaultTimeout  = time.Second
 )
 
-// Input is what a secret renders from: the data Vault returned and its lease.
+// Input is what a file renders from: its own secret's data (KV v2
+// unwrapped) and lease, and, for a template, the answers to its secret,
+// pkiCert and ref calls.
 type Input struct {
-	Data          map[string]any
+	Data          map[string]any // nil for a template-only file
 	LeaseID       string
 	LeaseDuration time.Duration
 	Renewable     bool
+	Lookup        tmpl.Lookup
 }
 
 // New is the renderer of s; it fails on a template that does not parse.
@@ -53,12 +56,9 @@ func New(s spec.Secret, l Limits) (*Renderer, error) {
 	if l.Timeout <= 0 {
 		l.Timeout = DefaultTimeout
 	}
-	if l.Clock == nil {
-		l.Clock = clock.Real()
-	}
 	r := &Renderer{secret: s, limits: l}
 	if s.Format == spec.FormatTemplate {
-		t, err := template.New(s.Name).Option("missingkey=error").Funcs(spec.TemplateFuncs()).Parse(s.Template)
+		t, err := spec.ParseTemplate(s, tmpl.Limits{Output: int64(l.MaxBytes), Time: l.Timeout})
 		if err != nil {
 			return nil, fmt.Errorf("template of secret %q: %w", s.Name, err)
 		}
@@ -67,19 +67,15 @@ func New(s spec.Secret, l Limits) (*Renderer, error) {
 	return r, nil
 }
 
-// templateData is dot in a secret template.
-type templateData struct {
-	Data          map[string]any
-	LeaseID       string
-	LeaseDuration int64
-	Renewable     bool
-}
+// Template is the file's parsed template (nil for the other formats): its
+// Dependencies and Refs are what the file needs besides its own secret.
+func (r *Renderer) Template() *tmpl.Template { return r.tmpl }
 
 // Render returns the file content. Errors never include secret values.
 func (r *Renderer) Render(f Input) ([]byte, error) {
 	switch r.secret.Format {
 	case spec.FormatTemplate:
-		return r.execute(templateData{Data: f.Data, LeaseID: f.LeaseID, LeaseDuration: int64(f.LeaseDuration.Seconds()), Renewable: f.Renewable})
+		return r.execute(f)
 	case spec.FormatRaw:
 		v, ok := f.Data[r.secret.Key]
 		if !ok {

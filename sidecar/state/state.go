@@ -23,9 +23,18 @@ type Token struct {
 	Renewable bool      `json:"token_renewable"`
 }
 
-// Secret is one secret's lease and schedule; never its value.
+// Secret is one Vault request's lease and schedule (a file's own secret, or
+// a template's secret/pkiCert call); never its value.
 type Secret struct {
-	Path          string        `json:"path"`
+	Path string `json:"path"`
+	// Key is the request's identity (tmpl.Dependency.Key: path and
+	// arguments, never data): a record is reused only for the same request.
+	Key string `json:"key,omitempty"`
+	// Digest is a SHA-256 of the response (data and lease ID), so a
+	// restarted sidecar tells an unchanged KV re-read from a new version
+	// without holding the value. The state tmpfs is the agent's only, and
+	// holds the token, which reads the value itself.
+	Digest        string        `json:"digest,omitempty"`
 	LeaseID       string        `json:"lease_id,omitempty"`
 	LeaseDuration time.Duration `json:"lease_duration,omitempty"`
 	Renewable     bool          `json:"renewable,omitempty"`

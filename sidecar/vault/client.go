@@ -47,7 +47,13 @@ type mountInfo struct {
 
 // Secret is one secret as Vault returned it.
 type Secret struct {
-	Data          map[string]any
+	// Data is the secret's key/values: for KV v2, the version's data
+	// (the response's data.data), what a one-secret file renders.
+	Data map[string]any
+	// Raw is the response's data as Vault sent it (for KV v2,
+	// {"data": …, "metadata": …}): what consul-template's `secret` gives.
+	Raw           map[string]any
+	Warnings      []string
 	LeaseID       string
 	LeaseDuration time.Duration
 	Renewable     bool
@@ -245,7 +251,7 @@ func oneRedirect(req *http.Request, via []*http.Request) error {
 // interface), so a field of that type kept all of vaultapi's Sys, Logical,
 // TokenAuth… methods: 740 KB more in the stripped binary (9.95 MB → 10.69 MB; 9.99 MB this way).
 type lib struct {
-	read     func(ctx context.Context, path string) (*http.Response, error)
+	read     func(ctx context.Context, path string, query map[string][]string) (*http.Response, error)
 	write    func(ctx context.Context, path string, body []byte) (*http.Response, error)
 	setToken func(token string)
 	clone    func() lib // same configuration and connections, no token
@@ -259,8 +265,8 @@ func libOf(c *vaultapi.Client) lib {
 		return r.Response, err
 	}
 	return lib{
-		read: func(ctx context.Context, path string) (*http.Response, error) {
-			return unwrap(c.Logical().ReadRawWithContext(ctx, path))
+		read: func(ctx context.Context, path string, query map[string][]string) (*http.Response, error) {
+			return unwrap(c.Logical().ReadRawWithDataWithContext(ctx, path, query))
 		},
 		write: func(ctx context.Context, path string, body []byte) (*http.Response, error) {
 			return unwrap(c.Logical().WriteRawWithContext(ctx, path, body))
@@ -291,6 +297,11 @@ func (v *Client) SetToken(t string) { v.c.setToken(t) }
 // answer and a bare 404 is (nil, nil), as the Vault client's Read has it; an
 // empty body is (nil, nil).
 func (v *Client) call(ctx context.Context, method, path string, body any, auth bool) (*envelope, error) {
+	return v.callQuery(ctx, method, path, nil, body, auth)
+}
+
+// callQuery is call with a query string (a read of a KV v2 version).
+func (v *Client) callQuery(ctx context.Context, method, path string, query map[string][]string, body any, auth bool) (*envelope, error) {
 	c := v.c
 	if !auth {
 		c = v.anon
@@ -299,7 +310,7 @@ func (v *Client) call(ctx context.Context, method, path string, body any, auth b
 	var err error
 	switch method {
 	case http.MethodGet:
-		resp, err = c.read(ctx, path)
+		resp, err = c.read(ctx, path, query)
 	case http.MethodPut:
 		var b []byte
 		if body != nil {
@@ -491,7 +502,8 @@ func (v *Client) cachedMount(path string) (mountInfo, bool) {
 }
 
 // Get fetches a secret: KV v1/v2 reads (v2 path rewritten to data/), leased
-// reads, or a write with parameters.
+// reads, or a write with parameters. A read's path may end in ?version=N
+// (a KV v2 version, as consul-template's `secret "kv/app?version=3"`).
 func (v *Client) Get(ctx context.Context, method, path string, params map[string]string) (*Secret, error) {
 	if method == "write" {
 		body := make(map[string]any, len(params))
@@ -504,6 +516,10 @@ func (v *Client) Get(ctx context.Context, method, path string, params map[string
 		}
 		return fromSecret(s, false, path)
 	}
+	var query map[string][]string
+	if p, ver, ok := strings.Cut(path, "?version="); ok {
+		path, query = p, map[string][]string{"version": {ver}}
+	}
 	// Ask which mount the path is on and, at the same time, read the path
 	// as written: for everything but a KV v2 path written without data/,
 	// that read is the answer, and the first write does not wait for two
@@ -514,7 +530,7 @@ func (v *Client) Get(ctx context.Context, method, path string, params map[string
 	}
 	direct := make(chan readResult, 1)
 	go func() {
-		s, err := v.call(ctx, http.MethodGet, path, nil, true)
+		s, err := v.callQuery(ctx, http.MethodGet, path, query, nil, true)
 		direct <- readResult{s, err}
 	}()
 	mi, err := v.kv(ctx, path)
@@ -522,16 +538,10 @@ func (v *Client) Get(ctx context.Context, method, path string, params map[string
 		<-direct
 		return nil, err
 	}
-	readPath := path
-	if mi.kvVersion == 2 {
-		rel := strings.TrimPrefix(path, mi.mount)
-		if !strings.HasPrefix(rel, "data/") {
-			readPath = mi.mount + "data/" + rel
-		}
-	}
+	readPath := mi.readPath(path)
 	r := <-direct
 	if readPath != path {
-		r.s, r.err = v.call(ctx, http.MethodGet, readPath, nil, true)
+		r.s, r.err = v.callQuery(ctx, http.MethodGet, readPath, query, nil, true)
 	}
 	if r.err != nil {
 		return nil, r.err
@@ -539,11 +549,35 @@ func (v *Client) Get(ctx context.Context, method, path string, params map[string
 	return fromSecret(r.s, mi.kvVersion == 2, readPath)
 }
 
+// readPath is the path a read of path requests on this mount: on KV v2,
+// data/ inserted after the mount unless it is there already.
+func (mi mountInfo) readPath(path string) string {
+	if mi.kvVersion != 2 {
+		return path
+	}
+	rel := strings.TrimPrefix(path, mi.mount)
+	if strings.HasPrefix(rel, "data/") {
+		return path
+	}
+	return mi.mount + "data/" + rel
+}
+
+// ReadPath is the path a read of path requests (KV v2: with data/), from
+// the mount lookup Get makes too (cached per mount): `secret/app` and
+// `secret/data/app` on a v2 mount are one request.
+func (v *Client) ReadPath(ctx context.Context, path string) (string, error) {
+	mi, err := v.kv(ctx, path)
+	if err != nil {
+		return "", err
+	}
+	return mi.readPath(path), nil
+}
+
 func fromSecret(s *envelope, kv2 bool, path string) (*Secret, error) {
 	if s == nil {
 		return nil, fmt.Errorf("%s: %w", path, ErrNotFound)
 	}
-	f := &Secret{Data: s.Data, LeaseID: s.LeaseID, LeaseDuration: time.Duration(s.LeaseDuration) * time.Second, Renewable: s.Renewable}
+	f := &Secret{Data: s.Data, Raw: s.Data, Warnings: s.Warnings, LeaseID: s.LeaseID, LeaseDuration: time.Duration(s.LeaseDuration) * time.Second, Renewable: s.Renewable}
 	if kv2 {
 		inner, ok := s.Data["data"].(map[string]any)
 		if !ok {

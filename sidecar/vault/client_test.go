@@ -447,3 +447,33 @@ func TestAMissingCABundleNamesTheConfigMap(t *testing.T) {
 		t.Errorf("New with a missing CA file: %v; want an error naming the ConfigMap annotation", err)
 	}
 }
+
+// A template's `secret "secret/app?version=2"` on KV v2: the read goes to
+// data/ with the version as a query, and Raw is the response as sent
+// (data and metadata, consul-template's shape); ReadPath answers from the
+// same cached lookup.
+func TestAKVv2ReadKeepsTheRawResponseAndTakesAVersion(t *testing.T) {
+	f, srv := newFakeVault(t)
+	f.handlers["GET /v1/sys/internal/ui/mounts/secret/app"] = reply(200, `{"data":{"type":"kv","path":"secret/","options":{"version":"2"}}}`)
+	f.handlers["GET /v1/secret/data/app"] = func(w http.ResponseWriter, r *http.Request, _ map[string]any) {
+		if r.URL.Query().Get("version") != "2" {
+			t.Errorf("query %q, want version=2", r.URL.RawQuery)
+		}
+		_, _ = io.WriteString(w, `{"data":{"data":{"k":"v"},"metadata":{"version":2}},"warnings":["w"]}`)
+	}
+	v := testClient(t, srv.URL)
+	got, err := v.Get(context.Background(), "read", "secret/app?version=2", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(got.Raw)
+	data, _ := json.Marshal(got.Data)
+	if string(raw) != `{"data":{"k":"v"},"metadata":{"version":2}}` || string(data) != `{"k":"v"}` || got.Version != "2" || len(got.Warnings) != 1 {
+		t.Errorf("raw %s, data %s, version %q, warnings %v", raw, data, got.Version, got.Warnings)
+	}
+	for in, want := range map[string]string{"secret/app": "secret/data/app", "secret/data/app": "secret/data/app"} {
+		if p, err := v.ReadPath(context.Background(), in); err != nil || p != want {
+			t.Errorf("ReadPath(%s) = %s, %v; want %s", in, p, err, want)
+		}
+	}
+}
