@@ -34,13 +34,19 @@ func (a *agent) setDegraded(d bool) {
 	}
 }
 
-// writeStatus writes the status file.
-func (a *agent) writeStatus() {
+// currentStatus is the status file's document now; the /status endpoint
+// (health.go) serves it with more beside it.
+func (a *agent) currentStatus() status {
 	st := status{Ready: a.ready.Load(), Degraded: a.metrics.isDegraded(), Secrets: map[string]statusEntry{}}
 	for n, ss := range a.store.Secrets() {
 		st.Secrets[n] = statusEntry{Path: ss.Path, Version: ss.Version, Expires: ss.Expires, Written: ss.Written, Leased: ss.LeaseID != ""}
 	}
-	b, err := json.MarshalIndent(st, "", "  ")
+	return st
+}
+
+// writeStatus writes the status file.
+func (a *agent) writeStatus() {
+	b, err := json.MarshalIndent(a.currentStatus(), "", "  ")
 	if err == nil {
 		_, err = a.files.Write(spec.StatusFile, append(b, '\n'), 0o400)
 	}
