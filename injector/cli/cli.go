@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/ramvault/ramvault/injector"
+	"github.com/ramvault/ramvault/injector/podstatus"
 	"github.com/ramvault/ramvault/pkg/version"
 )
 
@@ -34,6 +35,8 @@ const usage = `ramvault: inject Pods with the ramvault agent.
 Usage:
   ramvault inject -f FILE|- [flags]   print the manifests with the agent injected
   ramvault lint -f FILE|- [flags]     only check the ramvault.io/ annotations
+  ramvault status pod/NAME|deploy/NAME [-n NS] [-o json]
+                                      ask a Pod's agent what it holds ('ramvault status -h')
   ramvault webhook [flags]            serve the admission webhook ('ramvault webhook -h')
   ramvault version
 
@@ -70,6 +73,8 @@ func RunCLI(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return runManifests(ctx, cfg, file, args[0] == "inject", stdin, stdout, stderr)
 	case "webhook":
 		return runWebhook(ctx, args[1:], stderr)
+	case "status":
+		return podstatus.Run(ctx, args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "ramvault: unknown command %q\n\n%s", args[0], usage)
 	return exitUsage
