@@ -107,12 +107,16 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: o.context})
 	ns := o.namespace
 	if ns == "" {
-		if ns, _, err = cc.Namespace(); err != nil {
+		if ns, _, err = cc.Namespace(); err != nil && !clientcmd.IsEmptyConfig(err) {
 			fmt.Fprintf(stderr, "status: kubeconfig: %v\n", err)
 			return exitError
 		}
 	}
 	rc, err := cc.ClientConfig()
+	if clientcmd.IsEmptyConfig(err) {
+		fmt.Fprintln(stderr, "status: no kubeconfig: set KUBECONFIG or pass --kubeconfig FILE")
+		return exitError
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "status: kubeconfig: %v\n", err)
 		return exitError
