@@ -12,7 +12,7 @@ export CGO_ENABLED := 0
 all: build
 
 build: ## product binaries into bin/
-	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/ramvault ./cmd/ramvault-agent
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/ramvault ./cmd/ramvault-agent ./cmd/kubectl-ramvault
 
 deps: ## Debian packages (only what is missing)
 	@test/tools/deps.sh

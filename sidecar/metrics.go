@@ -3,6 +3,7 @@ package sidecar
 import (
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"sort"
 	"strings"
@@ -18,10 +19,24 @@ type metrics struct {
 	expiry   map[string]time.Time
 	degraded bool
 	now      func() time.Time
+	// last is when each observation last happened and how it went, by
+	// what (see eventKey): what the /status endpoint tells (health.go).
+	last map[eventKey]event
 }
 
 func newMetrics(now func() time.Time) *metrics {
-	return &metrics{counters: map[string]float64{}, expiry: map[string]time.Time{}, now: now}
+	return &metrics{counters: map[string]float64{}, expiry: map[string]time.Time{}, now: now, last: map[eventKey]event{}}
+}
+
+// observe counts series and records the event under key.
+func (m *metrics) observe(series string, key eventKey, err error) {
+	m.mu.Lock()
+	m.counters[series]++
+	m.last[key] = newEvent(m.now(), err)
+	if err != nil && key.kind != "reload" { // a secret's (or the login's) last error
+		m.last[eventKey{"error", key.name}] = m.last[key]
+	}
+	m.mu.Unlock()
 }
 
 func (m *metrics) inc(series string) {
@@ -38,19 +53,26 @@ func result(err error) string {
 }
 
 func (m *metrics) fetch(secret string, err error) {
-	m.inc(fmt.Sprintf(`ramvault_agent_fetches_total{secret=%q,result=%q}`, secret, result(err)))
+	m.observe(fmt.Sprintf(`ramvault_agent_fetches_total{secret=%q,result=%q}`, secret, result(err)), eventKey{"fetch", secret}, err)
 }
 func (m *metrics) renewal(secret string, err error) {
-	m.inc(fmt.Sprintf(`ramvault_agent_lease_renewals_total{secret=%q,result=%q}`, secret, result(err)))
+	m.observe(fmt.Sprintf(`ramvault_agent_lease_renewals_total{secret=%q,result=%q}`, secret, result(err)), eventKey{"renewal", secret}, err)
 }
 func (m *metrics) write(secret string) {
 	m.inc(fmt.Sprintf(`ramvault_agent_file_writes_total{secret=%q}`, secret))
 }
 func (m *metrics) reload(kind string, err error) {
-	m.inc(fmt.Sprintf(`ramvault_agent_reloads_total{kind=%q,result=%q}`, kind, result(err)))
+	m.observe(fmt.Sprintf(`ramvault_agent_reloads_total{kind=%q,result=%q}`, kind, result(err)), eventKey{"reload", kind}, err)
 }
 func (m *metrics) login(err error) {
-	m.inc(fmt.Sprintf(`ramvault_agent_logins_total{result=%q}`, result(err)))
+	m.observe(fmt.Sprintf(`ramvault_agent_logins_total{result=%q}`, result(err)), eventKey{"login", ""}, err)
+}
+
+// events is a copy of the last events.
+func (m *metrics) events() map[eventKey]event {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return maps.Clone(m.last)
 }
 func (m *metrics) setExpiry(secret string, t time.Time) {
 	m.mu.Lock()

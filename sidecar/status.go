@@ -63,8 +63,9 @@ func (a *agent) setNext(dep string, t time.Time) {
 	}
 }
 
-// writeStatus writes the status file.
-func (a *agent) writeStatus() {
+// currentStatus is the status file's document now; the /status endpoint
+// (health.go) serves it with more beside it.
+func (a *agent) currentStatus() status {
 	st := status{Ready: a.ready.Load(), Degraded: a.metrics.isDegraded(), Files: map[string]statusFile{}, Secrets: map[string]statusEntry{}}
 	saved := a.store.Secrets()
 	a.statusMu.Lock()
@@ -85,7 +86,12 @@ func (a *agent) writeStatus() {
 		st.Files[f.secret.Name] = sf
 	}
 	a.statusMu.Unlock()
-	b, err := json.MarshalIndent(st, "", "  ")
+	return st
+}
+
+// writeStatus writes the status file.
+func (a *agent) writeStatus() {
+	b, err := json.MarshalIndent(a.currentStatus(), "", "  ")
 	if err == nil {
 		_, err = a.files.Write(spec.StatusFile, append(b, '\n'), 0o400)
 	}

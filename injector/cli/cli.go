@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/ramvault/ramvault/injector"
+	"github.com/ramvault/ramvault/injector/podstatus"
 	"github.com/ramvault/ramvault/pkg/version"
 )
 
@@ -35,6 +36,8 @@ Usage:
   ramvault inject -f FILE|- [flags]   print the manifests with the agent injected
   ramvault lint -f FILE|- [flags]     only check the ramvault.io/ annotations
   ramvault migrate -f FILE|-          rewrite vault-k8s annotations as ramvault.io/ ones
+  ramvault status pod/NAME|deploy/NAME [-n NS] [-o json]
+                                      ask a Pod's agent what it holds ('ramvault status -h')
   ramvault webhook [flags]            serve the admission webhook ('ramvault webhook -h')
   ramvault version
 
@@ -73,6 +76,8 @@ func RunCLI(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return runWebhook(ctx, args[1:], stderr)
 	case "migrate":
 		return runMigrate(ctx, args[1:], stdin, stdout, stderr)
+	case "status":
+		return podstatus.Run(ctx, args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "ramvault: unknown command %q\n\n%s", args[0], usage)
 	return exitUsage
