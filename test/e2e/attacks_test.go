@@ -102,7 +102,7 @@ echo RACE-DONE; sleep 3600`
 	stack.WaitPod(t, w.cs, w.ns, "racer", 90*time.Second, func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
 	var log string
 	stack.WaitFor(t, 150*time.Second, "the app's race to end", func() bool {
-		log = w.logs("racer", "app")
+		log = w.logsSoFar("racer", "app")
 		return strings.Contains(log, "RACE-DONE")
 	})
 	// `cmdline` is world-readable by design (it holds no secret: flags
@@ -147,7 +147,7 @@ func TestATemplateErrorLeaksNoSecretValue(t *testing.T) {
 	// The agent fails and retries; wait until it has said why a few times.
 	var agentLog string
 	stack.WaitFor(t, 60*time.Second, "the agent to report the template error", func() bool {
-		agentLog = w.logs("leaky", "ramvault-agent")
+		agentLog = w.logsSoFar("leaky", "ramvault-agent")
 		return strings.Count(agentLog, "template") >= 2
 	})
 	if !w.env.External() {
@@ -222,7 +222,7 @@ echo done; sleep 3600`
 	w.create(pod)
 	var log string
 	stack.WaitFor(t, 90*time.Second, "the root container's attempts", func() bool {
-		log = w.logs("rooted", "app")
+		log = w.logsSoFar("rooted", "app")
 		return strings.Contains(log, "done")
 	})
 	if !strings.Contains(log, "whoami=0") {
@@ -236,4 +236,14 @@ echo done; sleep 3600`
 	if !strings.Contains(log, "STILL-THERE") {
 		t.Errorf("the secret file is gone or empty:\n%s", log)
 	}
+}
+
+// logsSoFar is a container's log, or "" while it has none to give (not
+// started yet): for polling, where w.logs would fail the test.
+func (w *world) logsSoFar(pod, container string) string {
+	b, err := w.cs.CoreV1().Pods(w.ns).GetLogs(pod, &corev1.PodLogOptions{Container: container}).DoRaw(context.Background())
+	if err != nil {
+		return ""
+	}
+	return string(b)
 }
