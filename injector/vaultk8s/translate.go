@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/ramvault/ramvault/pkg/didyoumean"
 	"github.com/ramvault/ramvault/pkg/spec"
 )
 
@@ -350,7 +351,7 @@ func suggest(name string, table []Row) string {
 		if r.Family != "" && len(name) > len(r.Name) {
 			probe = name[:len(r.Name)]
 		}
-		if d := levenshtein(probe, cand); d < bestD {
+		if d := didyoumean.Distance(probe, cand); d < bestD {
 			best, bestD = r.Name, d
 			if r.Family != "" && len(name) > len(r.Name) {
 				best = r.Name + name[len(r.Name):]
@@ -361,24 +362,4 @@ func suggest(name string, table []Row) string {
 		return ""
 	}
 	return fmt.Sprintf(" (did you mean %s%s?)", Prefix, best)
-}
-
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

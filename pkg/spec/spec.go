@@ -9,6 +9,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ramvault/ramvault/pkg/didyoumean"
 )
 
 // Mode is the shape of the injection.
@@ -431,7 +433,7 @@ func suggest(name string, table []Row) string {
 				cand = r.Name
 			}
 		}
-		if d := levenshtein(probe, cand); d < bestD {
+		if d := didyoumean.Distance(probe, cand); d < bestD {
 			best, bestD = r.Name, d
 			if r.PerSecret {
 				if i := strings.Index(name, "-"); i > 0 {
@@ -446,24 +448,4 @@ func suggest(name string, table []Row) string {
 		return "; see docs/annotations.md for the list"
 	}
 	return fmt.Sprintf("; did you mean %s%s?", Prefix, best)
-}
-
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

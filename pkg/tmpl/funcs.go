@@ -19,6 +19,8 @@ import (
 	"time"
 
 	yaml "go.yaml.in/yaml/v2"
+
+	"github.com/ramvault/ramvault/pkg/didyoumean"
 )
 
 // Origin says where a function's name and behaviour come from.
@@ -246,7 +248,7 @@ func didYouMean(name string) string {
 		if strings.EqualFold(k, name) {
 			return fmt.Sprintf(" (did you mean %q?)", k)
 		}
-		if d := levenshtein(strings.ToLower(name), strings.ToLower(k)); d < bestD {
+		if d := didyoumean.Distance(strings.ToLower(name), strings.ToLower(k)); d < bestD {
 			best, bestD = k, d
 		}
 	}
@@ -254,27 +256,6 @@ func didYouMean(name string) string {
 		return fmt.Sprintf(" (did you mean %q?)", best)
 	}
 	return ": see docs/templates.md for the functions"
-}
-
-func levenshtein(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			c := 1
-			if ra[i-1] == rb[j-1] {
-				c = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
 }
 
 func pure(f any) func(*run) any { return func(*run) any { return f } }
