@@ -126,7 +126,8 @@ func assemble(cfg config, v vaultClient, files secretFiles, store *state.Store) 
 		}
 	}
 	a.retry = &retrier{policy: defaultRetry(), clock: cfg.Clock, log: cfg.Log, rotated: a.rotated, degraded: a.setDegraded}
-	a.reloader = reload.New(reload.Options{Log: cfg.Log, SignalProcess: cfg.SignalProcess, Clock: cfg.Clock, Observe: m.reload})
+	a.reloader = reload.New(reload.Options{Log: cfg.Log, SignalProcess: cfg.SignalProcess,
+		SignalMountPath: cfg.SignalMountPath, SecretsDir: cfg.SecretsDir, Clock: cfg.Clock, Observe: m.reload})
 	return a, nil
 }
 

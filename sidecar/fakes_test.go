@@ -385,7 +385,7 @@ type memFiles struct {
 	files   map[string][]byte
 	writes  map[string]int
 	failSet func([]tmpfs.File) error // a set write to fail (nil: none)
-	dirs    map[string]int            // MkdirAll calls, by directory
+	dirs    map[string]int           // MkdirAll calls, by directory
 }
 
 func newMemFiles() *memFiles { return &memFiles{files: map[string][]byte{}, writes: map[string]int{}} }
