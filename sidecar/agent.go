@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ramvault/ramvault/pkg/spec"
 	"github.com/ramvault/ramvault/pkg/tmpfs"
 	"github.com/ramvault/ramvault/sidecar/clock"
 	"github.com/ramvault/ramvault/sidecar/reload"
@@ -45,6 +46,9 @@ type secretFiles interface {
 	// WriteSet writes files together: none if one cannot be staged.
 	WriteSet(files []tmpfs.File) ([]string, error)
 	Exists(name string) bool
+	// MkdirAll creates a directory and its parents, keeping any that
+	// exists (never replaced: it may be a bind mount's source).
+	MkdirAll(name string) error
 }
 
 // agent keeps a Pod's secret files fresh. Its parts: the token session
@@ -107,12 +111,23 @@ func assemble(cfg config, v vaultClient, files secretFiles, store *state.Store) 
 	if err != nil {
 		return nil, err
 	}
+	for _, f := range g.files {
+		f.path = cfg.Spec.VolumePath(f.secret)
+	}
 	a := &agent{cfg: cfg, log: cfg.Log, clock: cfg.Clock, vault: v, files: files, store: store, graph: g,
 		metrics: m, rotated: newRotation(), relogged: newRotation(),
 		values: map[*dep]*vault.Secret{}, written: map[string]time.Time{}, next: map[string]time.Time{}}
 	a.token = &session{cfg: cfg, vault: v, store: store, clock: cfg.Clock, log: cfg.Log, metrics: m}
+	if cfg.Spec.InjectToken {
+		a.token.onLogin = func() {
+			if err := a.writeToken(context.Background()); err != nil {
+				a.log.Warn("writing the token file failed; the app has the previous token", "file", spec.TokenFile, "err", err)
+			}
+		}
+	}
 	a.retry = &retrier{policy: defaultRetry(), clock: cfg.Clock, log: cfg.Log, rotated: a.rotated, degraded: a.setDegraded}
-	a.reloader = reload.New(reload.Options{Log: cfg.Log, SignalProcess: cfg.SignalProcess, Clock: cfg.Clock, Observe: m.reload})
+	a.reloader = reload.New(reload.Options{Log: cfg.Log, SignalProcess: cfg.SignalProcess,
+		SignalMountPath: cfg.SignalMountPath, SecretsDir: cfg.SecretsDir, Clock: cfg.Clock, Observe: m.reload})
 	return a, nil
 }
 
@@ -122,6 +137,9 @@ func assemble(cfg config, v vaultClient, files secretFiles, store *state.Store) 
 func (a *agent) Run(ctx context.Context) error {
 	if a.cfg.Harden {
 		harden(a.log)
+	}
+	if err := a.makeMountDirs(); err != nil {
+		return err
 	}
 	if a.cfg.VaultTokenFile == "" {
 		// Off the path to the first login: setting up the watch took
@@ -179,6 +197,13 @@ func (a *agent) firstWrite(ctx context.Context) error {
 	if err := a.retry.do(ctx, "log in", retryOpts{login: true}, a.token.ensure); err != nil {
 		return err
 	}
+	if a.cfg.Spec.InjectToken {
+		// Also when the saved token was reused (no login), and again if
+		// writing it on login failed.
+		if err := a.retry.do(ctx, "write the token file", retryOpts{}, a.writeToken); err != nil {
+			return err
+		}
+	}
 	if err := a.retry.do(ctx, "look up KV mounts", retryOpts{}, a.mergeKVAliases); err != nil {
 		return err
 	}
@@ -194,7 +219,7 @@ func (a *agent) firstWrite(ctx context.Context) error {
 	// may be in use by the app: if it changes, the app must be told.
 	existed := map[*file]bool{}
 	for _, f := range a.graph.files {
-		existed[f] = a.files.Exists(f.secret.Name)
+		existed[f] = a.files.Exists(f.path)
 	}
 	var static []*file // a template with no dependency: written once
 	for _, f := range a.graph.files {
@@ -330,4 +355,44 @@ func (a *agent) shutdown() {
 	default:
 		a.log.Warn("shut down: token NOT revoked; it and the leases not revoked end at their TTL", append(kv, "token_expires", tok.Expires)...)
 	}
+}
+
+// makeMountDirs creates the directory of each mount of the secrets volume
+// in the target containers other than its root (spec.MountDirPrefix/<i>),
+// before anything else. The injector mounts them with a subPath, and the
+// agent runs before any container that mounts them (its init container, or
+// its native sidecar whose postStart hook holds the next containers back
+// until the first write). A subPath that does not exist when a container
+// starts is created by the kubelet (makeMounts in pkg/kubelet/
+// kubelet_pods.go: subpather.SafeMakeDir with the mode of the volume's
+// root, 0777 for an emptyDir), as root: world-writable, and not the app's.
+// Created here they are the agent's uid, the app's, mode 0700. An existing
+// directory is kept: once a container has started it is a bind mount's
+// source, and a new one would not be seen through the mount.
+func (a *agent) makeMountDirs() error {
+	for _, m := range a.cfg.Spec.Mounts() {
+		if m.SubPath == "" {
+			continue
+		}
+		if err := a.files.MkdirAll(m.SubPath); err != nil {
+			return fmt.Errorf("directory of the mount %s in the secrets volume: %w", m.Path, err)
+		}
+	}
+	return nil
+}
+
+// writeToken writes the agent's current Vault token to spec.TokenFile in
+// the secrets directory (inject-token), mode 0400, the app's uid: the app
+// then has the Pod's Vault identity, as with vault-k8s's
+// agent-inject-token. It is rewritten on every new login (the content is
+// equal, and not rewritten, otherwise); the app re-reads it, as a Vault
+// Agent token sink's reader does — no reload is made for it. The token is
+// never logged: the writer's errors name the file only.
+func (a *agent) writeToken(context.Context) error {
+	tok := a.token.current()
+	if tok == "" {
+		return errors.New("no vault token yet")
+	}
+	_, err := a.files.Write(spec.TokenFile, []byte(tok), 0o400)
+	return err
 }

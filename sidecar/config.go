@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/ramvault/ramvault/pkg/spec"
@@ -33,13 +34,16 @@ type config struct {
 	StateDir       string
 	Spec           *spec.Annotations
 	SignalProcess  string
-	HealthAddr     string // "" disables the health server
-	MetricsAddr    string // "" disables metrics
-	CallTimeout    time.Duration
-	InitDeadline   time.Duration
-	ShutdownGrace  time.Duration
-	Log            *slog.Logger
-	Harden         bool // mlockall, not dumpable, umask 077 (process-wide; off in tests)
+	// SignalMountPath, instead of SignalProcess: signal the main process
+	// of each container that mounts the secrets volume there.
+	SignalMountPath string
+	HealthAddr      string // "" disables the health server
+	MetricsAddr     string // "" disables metrics
+	CallTimeout     time.Duration
+	InitDeadline    time.Duration
+	ShutdownGrace   time.Duration
+	Log             *slog.Logger
+	Harden          bool // mlockall, not dumpable, umask 077 (process-wide; off in tests)
 
 	// Clock is every wait and timestamp of the agent (a fake in tests).
 	Clock clock.Clock
@@ -83,6 +87,12 @@ func (c *config) validate() error {
 	}
 	if c.StateDir == "" {
 		errs = append(errs, errors.New("--state-dir is required"))
+	}
+	if c.SignalProcess != "" && c.SignalMountPath != "" {
+		errs = append(errs, fmt.Errorf("give --%s or --%s, not both", spec.FlagSignalProcess, spec.FlagSignalMountPath))
+	}
+	if p := c.SignalMountPath; p != "" && !strings.HasPrefix(p, "/") {
+		errs = append(errs, fmt.Errorf("--%s %q: want an absolute path (the secrets volume's mount path in the app containers)", spec.FlagSignalMountPath, p))
 	}
 	if c.Spec == nil || len(c.Spec.Secrets) == 0 {
 		errs = append(errs, errors.New("no secrets configured: give --annotations a file with ramvault.io/secret-<name> entries"))

@@ -48,6 +48,7 @@ func (d *dep) request() string {
 // file is one file of the secrets volume and what it renders from.
 type file struct {
 	secret spec.Secret
+	path   string // where it is written, relative to the secrets directory (Annotations.VolumePath)
 	render *render.Renderer
 	own    *dep            // the file's own secret; nil for a template-only file
 	byKey  map[string]*dep // the template's dependencies, by tmpl Dependency.Key()

@@ -385,6 +385,7 @@ type memFiles struct {
 	files   map[string][]byte
 	writes  map[string]int
 	failSet func([]tmpfs.File) error // a set write to fail (nil: none)
+	dirs    map[string]int           // MkdirAll calls, by directory
 }
 
 func newMemFiles() *memFiles { return &memFiles{files: map[string][]byte{}, writes: map[string]int{}} }
@@ -428,6 +429,16 @@ func (m *memFiles) Read(name string) ([]byte, error) {
 		return nil, fmt.Errorf("read %s: %w", name, os.ErrNotExist)
 	}
 	return append([]byte(nil), b...), nil
+}
+
+func (m *memFiles) MkdirAll(name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.dirs == nil {
+		m.dirs = map[string]int{}
+	}
+	m.dirs[name]++
+	return nil
 }
 
 func (m *memFiles) Exists(name string) bool {

@@ -73,6 +73,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&frozen, spec.FlagSpec, "", "the ramvault.io/ annotations as a JSON object, as the injector checked them at admission (it sets this flag; the Pod's live annotations are never read)")
 	fs.StringVar(&annotations, spec.FlagAnnotations, "", "instead of --spec (running by hand): file of ramvault.io/ annotations, one key=\"value\" per line (the downward-API format)")
 	fs.StringVar(&c.SignalProcess, spec.FlagSignalProcess, "", "process to signal for reload signal:<SIG> (ramvault.io/signal-process wins)")
+	fs.StringVar(&c.SignalMountPath, spec.FlagSignalMountPath, "", "instead of --"+spec.FlagSignalProcess+": for reload signal:<SIG>, signal the main process of each container that mounts the secrets volume at this path (the injector sets it when it knows no process name)")
 	fs.StringVar(&c.HealthAddr, "health-addr", fmt.Sprintf(":%d", spec.AgentHealthPort), "health, startup and restart-probe endpoints (sidecar mode; empty disables)")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", fmt.Sprintf(":%d", spec.AgentMetricsPort), "Prometheus metrics (sidecar mode; empty disables)")
 	fs.DurationVar(&c.InitDeadline, "init-deadline", 2*time.Minute, "init mode: give up (exit 1) if the secrets are not written by then")
@@ -84,6 +85,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if c.SignalProcess != "" && c.SignalMountPath != "" {
+		return c, fmt.Errorf("give --%s or --%s, not both", spec.FlagSignalProcess, spec.FlagSignalMountPath)
 	}
 	var h slog.Handler = slog.NewJSONHandler(stderr, nil)
 	if logFormat == "text" {
@@ -114,6 +118,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	set("auth-path", &c.AuthPath, sp.AuthPath)
 	set("role", &c.Role, sp.Role)
 	set("signal-process", &c.SignalProcess, sp.SignalProcess)
+	if c.SignalProcess != "" {
+		c.SignalMountPath = "" // the Pod named its process
+	}
 	return c, nil
 }
 

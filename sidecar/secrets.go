@@ -26,7 +26,7 @@ func (a *agent) stillValid(d *dep) bool {
 		return false
 	}
 	for _, f := range d.files {
-		if !a.files.Exists(f.secret.Name) {
+		if !a.files.Exists(f.path) {
 			return false
 		}
 	}
@@ -164,7 +164,7 @@ func (a *agent) apply(ctx context.Context, c *change) (_ []*file, err error) {
 		if err != nil {
 			return nil, err
 		}
-		set = append(set, tmpfs.File{Name: f.secret.Name, Data: content, Mode: f.secret.FileMode})
+		set = append(set, tmpfs.File{Name: f.path, Data: content, Mode: f.secret.FileMode})
 	}
 	written, err := a.files.WriteSet(set)
 	if err != nil {
@@ -174,7 +174,7 @@ func (a *agent) apply(ctx context.Context, c *change) (_ []*file, err error) {
 	var out []*file
 	for _, f := range order {
 		for _, n := range written {
-			if n == f.secret.Name {
+			if n == f.path {
 				out = append(out, f)
 				a.setWritten(f.secret.Name, now)
 				a.metrics.write(f.secret.Name)

@@ -24,6 +24,9 @@ type session struct {
 	clock   clock.Clock
 	log     *slog.Logger
 	metrics *metrics
+	// onLogin is told of every new token (a login, or the token of
+	// --vault-token-file), once it is the current one; nil: nobody.
+	onLogin func()
 
 	mu         sync.Mutex
 	issued     time.Time     // of the last login or renewal
@@ -129,6 +132,7 @@ func (t *session) login(ctx context.Context) error {
 			return fmt.Errorf("the token in --vault-token-file: %w", err)
 		}
 		t.set(tok, ttl, true)
+		t.loggedIn()
 		return nil
 	}
 	auth, err := t.vault.Login(cctx, t.cfg.AuthPath, t.cfg.Role, t.cfg.TokenFile)
@@ -139,7 +143,14 @@ func (t *session) login(ctx context.Context) error {
 	t.vault.SetToken(auth.ClientToken)
 	t.set(auth.ClientToken, time.Duration(auth.LeaseDuration)*time.Second, auth.Renewable)
 	t.log.Info("logged in to vault", "role", t.cfg.Role, "auth_path", t.cfg.AuthPath, "ttl_seconds", auth.LeaseDuration, "policies", strings.Join(auth.Policies, ","))
+	t.loggedIn()
 	return nil
+}
+
+func (t *session) loggedIn() {
+	if t.onLogin != nil {
+		t.onLogin()
+	}
 }
 
 // set records a new token, valid for ttl from now (0: no end).

@@ -65,14 +65,51 @@ func (w *Writer) Exists(name string) bool {
 	return err == nil
 }
 
+// validName checks a file's path relative to the directory: one or more
+// segments separated by '/', none empty, "." or "..", no NUL.
 func validName(name string) error {
-	if name == "" || strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
+	if name == "" || strings.ContainsRune(name, 0) || strings.HasPrefix(name, "/") {
 		return fmt.Errorf("invalid file name %q", name)
+	}
+	for _, seg := range strings.Split(name, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return fmt.Errorf("invalid file name %q", name)
+		}
 	}
 	return nil
 }
 
-// Write replaces file name with data, atomically: a temporary file in the same
+// MkdirAll creates directory name (relative, as a file name) and its
+// parents, mode 0700: the process's uid, which is the app's, can traverse
+// them. An existing directory is kept as it is — never replaced: a
+// directory the kubelet bind-mounts (a subPath) must stay the same inode.
+// A path component that is not a directory (a symlink included) is an
+// error.
+func (w *Writer) MkdirAll(name string) error {
+	if err := validName(name); err != nil {
+		return err
+	}
+	cur := w.dir
+	for _, seg := range strings.Split(name, "/") {
+		cur = filepath.Join(cur, seg)
+		fi, err := os.Lstat(cur)
+		switch {
+		case err == nil && fi.IsDir():
+			continue
+		case err == nil:
+			return fmt.Errorf("create directory %s: %s is not a directory", name, cur)
+		case !errors.Is(err, os.ErrNotExist):
+			return fmt.Errorf("create directory %s: %w", name, err)
+		}
+		if err := os.Mkdir(cur, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			return w.classify(name, err)
+		}
+	}
+	return nil
+}
+
+// Write replaces file name (a path relative to the directory; missing
+// parent directories are created, mode 0700) with data, atomically: a temporary file in the same
 // directory, fsync, chmod, rename. Readers see the old content or
 // the new, never a partial file. It reports whether the file changed; equal
 // content is not rewritten.
@@ -92,8 +129,10 @@ type File struct {
 // differs is staged first (temporary file, fsync, chmod), and only when all
 // are staged are they renamed into place, in order. A failure while staging
 // (a full volume) leaves every file of the set as it was; a rename on the
-// same tmpfs does not fail for want of space. It returns the names written;
-// equal files are skipped.
+// same tmpfs does not fail for want of space. A name may hold directories:
+// each file is staged in its own directory (missing ones are created
+// first, and may stay, empty, after a failure). It returns the names
+// written; equal files are skipped.
 func (w *Writer) WriteSet(files []File) ([]string, error) {
 	type staged struct{ tmp, path, name string }
 	var done []staged
@@ -110,6 +149,11 @@ func (w *Writer) WriteSet(files []File) ([]string, error) {
 			return nil, err
 		}
 		path := filepath.Join(w.dir, f.Name)
+		if dir := filepath.Dir(f.Name); dir != "." {
+			if err := w.MkdirAll(filepath.ToSlash(dir)); err != nil {
+				return nil, err
+			}
+		}
 		if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, f.Data) {
 			if fi, err := os.Stat(path); err == nil && fi.Mode().Perm() == f.Mode.Perm() {
 				continue
@@ -136,10 +180,15 @@ func (w *Writer) WriteSet(files []File) ([]string, error) {
 	return names, nil
 }
 
-// stage writes f to a temporary file beside its destination: written,
-// fsynced, chmodded, closed. It returns the temporary file's path.
+// stage writes f to a temporary file beside its destination (in the same
+// directory, so the rename is atomic): written, fsynced, chmodded, closed.
+// It returns the temporary file's path.
 func (w *Writer) stage(f File) (string, error) {
-	t, err := os.CreateTemp(w.dir, "."+f.Name+".tmp-*")
+	dir, base := filepath.Split(filepath.Join(w.dir, f.Name))
+	if len(base) > 200 { // the temporary name stays under NAME_MAX (255)
+		base = base[:200]
+	}
+	t, err := os.CreateTemp(dir, "."+base+".tmp-*")
 	if err != nil {
 		return "", w.classify(f.Name, err)
 	}
@@ -167,6 +216,9 @@ func (w *Writer) stage(f File) (string, error) {
 
 // Remove deletes a file if it exists.
 func (w *Writer) Remove(name string) error {
+	if err := validName(name); err != nil {
+		return err
+	}
 	err := os.Remove(filepath.Join(w.dir, name))
 	if os.IsNotExist(err) {
 		return nil

@@ -159,3 +159,88 @@ func TestAFullTmpfsKeepsTheWholePreviousSet(t *testing.T) {
 		t.Errorf("written %v, %v; want only the changed file", written, err)
 	}
 }
+
+// Files in subdirectories (file-name-<name> with directories, and the
+// .ramvault-mounts/<i> of another mount path) are written as one set, each
+// through a temporary file in its own directory; the directories are the
+// process's, 0700, and an existing one is kept (the same inode: the kubelet
+// bind-mounts it).
+func TestFilesInSubdirectoriesAreOneAtomicSetAndDirectoriesAreKept(t *testing.T) {
+	w, err := New(memDir(t, "1m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.MkdirAll(".ramvault-mounts/0"); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(filepath.Join(w.Dir(), ".ramvault-mounts/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := []File{
+		{Name: "conf/db/creds.json", Data: []byte("a"), Mode: 0o400},
+		{Name: ".ramvault-mounts/0/tls.crt", Data: []byte("b"), Mode: 0o400},
+		{Name: "top", Data: []byte("c"), Mode: 0o400},
+	}
+	names, err := w.WriteSet(set)
+	if err != nil || len(names) != 3 {
+		t.Fatalf("WriteSet = %v, %v", names, err)
+	}
+	for _, f := range set {
+		if b, err := w.Read(f.Name); err != nil || string(b) != string(f.Data) {
+			t.Errorf("%s = %q, %v", f.Name, b, err)
+		}
+	}
+	for _, d := range []string{"conf", "conf/db", ".ramvault-mounts", ".ramvault-mounts/0"} {
+		fi, err := os.Stat(filepath.Join(w.Dir(), d))
+		if err != nil || fi.Mode().Perm() != 0o700 || fi.Mode()&os.ModeDir == 0 {
+			t.Errorf("directory %s: %v %v, want 0700", d, fi.Mode(), err)
+		}
+	}
+	if err := w.MkdirAll(".ramvault-mounts/0"); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.Stat(filepath.Join(w.Dir(), ".ramvault-mounts/0"))
+	if !os.SameFile(before, after) {
+		t.Error("the mount directory was replaced: a bind mount of it would no longer see the files")
+	}
+
+	// One file of the set cannot be staged (its directory is a file): no
+	// file of the set changes, and no temporary file is left.
+	if err := os.WriteFile(filepath.Join(w.Dir(), "blocker"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.WriteSet([]File{
+		{Name: "conf/db/creds.json", Data: []byte("a2"), Mode: 0o400},
+		{Name: ".ramvault-mounts/0/tls.crt", Data: []byte("b2"), Mode: 0o400},
+		{Name: "blocker/x", Data: []byte("x"), Mode: 0o400},
+	})
+	if err == nil {
+		t.Fatal("a file under a regular file was written")
+	}
+	for name, want := range map[string]string{"conf/db/creds.json": "a", ".ramvault-mounts/0/tls.crt": "b"} {
+		if b, _ := w.Read(name); string(b) != want {
+			t.Errorf("%s = %q after a failed set, want %q", name, b, want)
+		}
+	}
+	for _, d := range []string{"conf/db", ".ramvault-mounts/0"} {
+		if left, _ := filepath.Glob(filepath.Join(w.Dir(), d, ".*.tmp-*")); len(left) > 0 {
+			t.Errorf("temporary files left: %v", left)
+		}
+	}
+}
+
+func TestASymlinkOrDotDotIsNoDirectory(t *testing.T) {
+	w, err := New(memDir(t, "1m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(t.TempDir(), filepath.Join(w.Dir(), "link")); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"link/f", "../f", "a/../f", "a//f", "/f"} {
+		if _, err := w.Write(name, []byte("x"), 0o400); err == nil {
+			t.Errorf("Write(%q) succeeded", name)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,8 +24,13 @@ import (
 // Options configure a Reloader.
 type Options struct {
 	Log           *slog.Logger
-	SignalProcess string      // the process name signal:<SIG> reloads
-	Clock         clock.Clock // waits between the tries of an http reload
+	SignalProcess string // the process name signal:<SIG> reloads
+	// SignalMountPath, instead of SignalProcess: signal:<SIG> reloads the
+	// main process of every container that mounts the secrets volume
+	// (SecretsDir in the agent) at this path.
+	SignalMountPath string
+	SecretsDir      string
+	Clock           clock.Clock // waits between the tries of an http reload
 	// Observe, when set, is told the result of every reload, by kind.
 	Observe func(kind string, err error)
 }
@@ -33,7 +39,11 @@ type Options struct {
 type Reloader struct {
 	log           *slog.Logger
 	signalProcess string
+	mountPath     string // SignalMountPath
+	secretsDir    string
 	procDir       string // /proc; a test may point elsewhere
+	self          int    // the agent's pid
+	kill          func(pid int, sig syscall.Signal) error
 	http          *http.Client
 	clock         clock.Clock
 	observe       func(kind string, err error)
@@ -62,7 +72,11 @@ func New(o Options) *Reloader {
 	if o.Observe == nil {
 		o.Observe = func(string, error) {}
 	}
-	return &Reloader{log: o.Log, signalProcess: o.SignalProcess, procDir: "/proc", clock: o.Clock, observe: o.Observe,
+	if o.SignalMountPath != "" {
+		o.SignalMountPath = path.Clean(o.SignalMountPath)
+	}
+	return &Reloader{log: o.Log, signalProcess: o.SignalProcess, mountPath: o.SignalMountPath, secretsDir: o.SecretsDir,
+		procDir: "/proc", self: os.Getpid(), kill: syscall.Kill, clock: o.Clock, observe: o.Observe,
 		http: &http.Client{Timeout: 5 * time.Second}}
 }
 
@@ -101,8 +115,13 @@ func (r *Reloader) one(ctx context.Context, rl spec.Reload) error {
 }
 
 // signal sends sig to every process named r.signalProcess visible in the
-// shared process namespace (other than the agent itself).
+// shared process namespace (other than the agent itself), or, with a mount
+// path, to the main process of each container that mounts the secrets
+// volume there (signalByMount).
 func (r *Reloader) signal(sig syscall.Signal) error {
+	if r.mountPath != "" {
+		return r.signalByMount(sig)
+	}
 	if r.signalProcess == "" {
 		return fmt.Errorf("no process name to signal: set ramvault.io/signal-process")
 	}
@@ -110,18 +129,17 @@ func (r *Reloader) signal(sig syscall.Signal) error {
 	if err != nil {
 		return err
 	}
-	self := os.Getpid()
 	sent := 0
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
+		if err != nil || pid == r.self {
 			continue
 		}
 		comm, err := os.ReadFile(filepath.Join(r.procDir, e.Name(), "comm"))
 		if err != nil || strings.TrimSpace(string(comm)) != r.signalProcess {
 			continue
 		}
-		if err := syscall.Kill(pid, sig); err != nil {
+		if err := r.kill(pid, sig); err != nil {
 			return fmt.Errorf("signal %s to %s (pid %d): %w", sig, r.signalProcess, pid, err)
 		}
 		sent++
