@@ -1,13 +1,16 @@
 // Command bench-agent compares ramvault-agent with Vault Agent 1.21.0 on the
 // running local stack, same machine, same run: time from process start to
-// all files written, and RSS after 30 s idle, with 5 secrets (3 KV v2, 2
-// dynamic PostgreSQL credentials) and the same Kubernetes auth.
+// all files written, and RSS after 30 s idle, with the same Kubernetes auth,
+// for two Pods: 5 secrets (3 KV v2, 2 dynamic PostgreSQL credentials), and
+// 10 templated files over 3 KV v2 secrets and one PostgreSQL credential (the
+// same templates for both agents).
 //
 //	make bench-agent            (brings the stack up first)
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -89,86 +92,173 @@ path "database/creds/bench-agent" { capabilities = ["read"] }`, map[string]any{"
 		return fmt.Errorf("build agent: %v\n%s", err, out)
 	}
 	vaultBin := filepath.Join(root, "bin", "vault")
-	files := []string{"kv1", "kv2", "kv3", "db1", "db2"}
 
-	ramvault := peer{name: "ramvault-agent", files: files, start: func(dir string) (*exec.Cmd, error) {
-		ann := filepath.Join(dir, "annotations")
-		var a strings.Builder
-		for i := 1; i <= 3; i++ {
-			fmt.Fprintf(&a, "ramvault.io/secret-kv%d=%q\n", i, fmt.Sprintf("secret/data/bench/kv%d", i))
-		}
-		for i := 1; i <= 2; i++ {
-			fmt.Fprintf(&a, "ramvault.io/secret-db%d=%q\n", i, "database/creds/bench-agent")
-		}
-		if err := os.WriteFile(ann, []byte(a.String()), 0o600); err != nil {
-			return nil, err
-		}
-		return exec.Command(agentBin, "--mode=sidecar", "--vault-addr="+env.VaultAddr, "--role="+role, "--token-file="+tokenFile,
-			"--annotations="+ann, "--secrets-dir="+filepath.Join(dir, "out"), "--state-dir="+filepath.Join(dir, "state"),
-			"--health-addr=", "--metrics-addr="), nil
-	}}
-	vaultAgent := peer{name: "vault agent 1.21.0", files: files, start: func(dir string) (*exec.Cmd, error) {
-		var h strings.Builder
-		fmt.Fprintf(&h, "vault { address = %q }\n", env.VaultAddr)
-		fmt.Fprintf(&h, "auto_auth {\n  method \"kubernetes\" {\n    mount_path = \"auth/kubernetes\"\n    config = { role = %q, token_path = %q }\n  }\n}\n", role, tokenFile)
-		h.WriteString("template_config { static_secret_render_interval = \"5m\" }\n")
-		for i := 1; i <= 3; i++ {
-			fmt.Fprintf(&h, "template {\n  destination = %q\n  perms = \"0400\"\n  contents = \"{{ with secret \\\"secret/data/bench/kv%d\\\" }}{{ .Data.data | toJSON }}{{ end }}\"\n}\n", filepath.Join(dir, "out", fmt.Sprintf("kv%d", i)), i)
-		}
-		for i := 1; i <= 2; i++ {
-			fmt.Fprintf(&h, "template {\n  destination = %q\n  perms = \"0400\"\n  contents = \"{{ with secret \\\"database/creds/bench-agent\\\" }}{{ .Data | toJSON }}{{ end }}\"\n}\n", filepath.Join(dir, "out", fmt.Sprintf("db%d", i)))
-		}
-		conf := filepath.Join(dir, "agent.hcl")
-		if err := os.WriteFile(conf, []byte(h.String()), 0o600); err != nil {
-			return nil, err
-		}
-		c := exec.Command(vaultBin, "agent", "-config="+conf, "-log-level=warn")
-		c.Env = []string{"HOME=" + dir, "PATH=/usr/bin:/bin"}
-		return c, nil
-	}}
-
-	type result struct {
-		times []time.Duration
-		rss   int64
-	}
-	results := map[string]*result{}
-	for _, p := range []peer{ramvault, vaultAgent} {
-		r := &result{}
-		results[p.name] = r
-		for i := 0; i <= runs; i++ {
-			keep := i == runs // the last run stays up for the idle RSS reading
-			d, rss, err := once(p, work, keep, idle)
-			if err != nil {
-				return fmt.Errorf("%s: %w", p.name, err)
+	for _, sh := range shapes() {
+		ramvault := peer{name: "ramvault-agent", files: sh.files(), start: func(dir string) (*exec.Cmd, error) {
+			ann := filepath.Join(dir, "annotations")
+			var a strings.Builder
+			for _, f := range sh.ramvault {
+				fmt.Fprintf(&a, "%s=%q\n", f.key, f.value)
 			}
-			if i > 0 || runs == 0 { // the first run warms caches for both alike
-				r.times = append(r.times, d)
+			if err := os.WriteFile(ann, []byte(a.String()), 0o600); err != nil {
+				return nil, err
 			}
-			if keep {
-				r.rss = rss
+			return exec.Command(agentBin, "--mode=sidecar", "--vault-addr="+env.VaultAddr, "--role="+role, "--token-file="+tokenFile,
+				"--annotations="+ann, "--secrets-dir="+filepath.Join(dir, "out"), "--state-dir="+filepath.Join(dir, "state"),
+				"--health-addr=", "--metrics-addr="), nil
+		}}
+		vaultAgent := peer{name: "vault agent 1.21.0", files: sh.files(), start: func(dir string) (*exec.Cmd, error) {
+			conf := filepath.Join(dir, "agent.json")
+			if err := os.WriteFile(conf, vaultAgentConfig(env.VaultAddr, role, tokenFile, filepath.Join(dir, "out"), sh.templates), 0o600); err != nil {
+				return nil, err
 			}
-			// ramvault-agent revokes its token and leases when stopped
-			// (Vault Agent does not), and Vault drops the PostgreSQL roles
-			// in the background: let that finish, or it lands in the next
-			// measured start (back to back, the median rose by ~25 ms).
-			time.Sleep(settle)
+			c := exec.Command(vaultBin, "agent", "-config="+conf, "-log-level=warn")
+			c.Env = []string{"HOME=" + dir, "PATH=/usr/bin:/bin"}
+			return c, nil
+		}}
+		rv, err := measure(ramvault, work, runs, idle, settle)
+		if err != nil {
+			return err
 		}
-		fmt.Fprintf(os.Stderr, "%s: done\n", p.name)
+		va, err := measure(vaultAgent, work, runs, idle, settle)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("\nagent benchmark: %s, Kubernetes auth, %d cold starts each, same machine, same run\n\n", sh.name, len(rv.times))
+		fmt.Printf("| %-36s | %14s | %18s | %9s |\n", "metric", "ramvault-agent", "vault agent 1.21.0", "ratio")
+		fmt.Printf("|%s|%s|%s|%s|\n", strings.Repeat("-", 38), strings.Repeat("-", 16), strings.Repeat("-", 20), strings.Repeat("-", 11))
+		mr, mv := median(rv.times), median(va.times)
+		fmt.Printf("| %-36s | %12.1fms | %16.1fms | %8.2fx |\n", "start → all files written (median)", ms(mr), ms(mv), float64(mr)/float64(mv))
+		fmt.Printf("| %-36s | %11.1fMiB | %15.1fMiB | %8.2fx |\n", fmt.Sprintf("RSS after %s idle", idle), mib(rv.rss), mib(va.rss), float64(rv.rss)/float64(va.rss))
+		fmt.Printf("\ngoals: time ≤ 0.25x of Vault Agent (%s); RSS ≤ 12 MiB (%s)\n",
+			verdict(float64(mr) <= 0.25*float64(mv)), verdict(rv.rss <= 12<<20))
 	}
-	rv, va := results[ramvault.name], results[vaultAgent.name]
-	med := func(ds []time.Duration) time.Duration {
-		s := append([]time.Duration(nil), ds...)
-		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-		return s[len(s)/2]
-	}
-	fmt.Printf("\nagent benchmark: 5 secrets (3 KV v2, 2 PostgreSQL credentials), Kubernetes auth, %d cold starts each, same machine, same run\n\n", len(rv.times))
-	fmt.Printf("| %-36s | %14s | %18s | %9s |\n", "metric", "ramvault-agent", "vault agent 1.21.0", "ratio")
-	fmt.Printf("|%s|%s|%s|%s|\n", strings.Repeat("-", 38), strings.Repeat("-", 16), strings.Repeat("-", 20), strings.Repeat("-", 11))
-	mr, mv := med(rv.times), med(va.times)
-	fmt.Printf("| %-36s | %12.1fms | %16.1fms | %8.2fx |\n", "start → all files written (median)", ms(mr), ms(mv), float64(mr)/float64(mv))
-	fmt.Printf("| %-36s | %11.1fMiB | %15.1fMiB | %8.2fx |\n", fmt.Sprintf("RSS after %s idle", idle), mib(rv.rss), mib(va.rss), float64(rv.rss)/float64(va.rss))
-	fmt.Printf("\ngoals: time ≤ 0.25x of Vault Agent; RSS ≤ 12 MiB\n")
 	return nil
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "not met"
+}
+
+// file is one ramvault.io/ annotation of a shape.
+type file struct{ key, value string }
+
+// template is one Vault Agent template stanza: a file and its contents.
+type template struct{ name, contents string }
+
+// shape is a Pod's secrets, written for both agents: ramvault's
+// annotations and Vault Agent's templates, the same files.
+type shape struct {
+	name      string
+	ramvault  []file
+	templates []template
+}
+
+func (s shape) files() []string {
+	out := make([]string, len(s.templates))
+	for i, t := range s.templates {
+		out[i] = t.name
+	}
+	return out
+}
+
+// shapes are the Pods benchmarked: the 5 secrets of ramvault's own
+// annotations (3 KV v2, 2 PostgreSQL credentials), and 10 templated files
+// over 3 KV secrets and one PostgreSQL credential, the same consul-template
+// text for both agents.
+func shapes() []shape {
+	five := shape{name: "5 secrets (3 KV v2, 2 PostgreSQL credentials)"}
+	for i := 1; i <= 3; i++ {
+		name := fmt.Sprintf("kv%d", i)
+		five.ramvault = append(five.ramvault, file{"ramvault.io/secret-" + name, fmt.Sprintf("secret/data/bench/kv%d", i)})
+		five.templates = append(five.templates, template{name, fmt.Sprintf(`{{ with secret "secret/data/bench/kv%d" }}{{ .Data.data | toJSON }}{{ end }}`, i)})
+	}
+	for i := 1; i <= 2; i++ {
+		name := fmt.Sprintf("db%d", i)
+		five.ramvault = append(five.ramvault, file{"ramvault.io/secret-" + name, "database/creds/bench-agent"})
+		five.templates = append(five.templates, template{name, `{{ with secret "database/creds/bench-agent" }}{{ .Data | toJSON }}{{ end }}`})
+	}
+	const db = `database/creds/bench-agent`
+	kv := func(i int) string { return fmt.Sprintf("secret/bench/kv%d", i) } // KV v2 without /data/, as consul-template reads it
+	ten := shape{name: "10 templated files (3 KV v2 secrets, 1 PostgreSQL credential)", templates: []template{
+		{"config.json", `{{ with secret "` + kv(1) + `" }}{{ .Data.data | toJSON }}{{ end }}`},
+		{"config.yaml", `{{ with secret "` + kv(2) + `" }}{{ .Data.data | toYAML }}{{ end }}`},
+		{"app.properties", `{{ with secret "` + kv(1) + `" }}{{ range $k, $v := .Data.data }}app.{{ $k }}={{ $v }}
+{{ end }}{{ end }}`},
+		{"db.env", `{{ with secret "` + db + `" }}export PGUSER={{ .Data.username }}
+export PGPASSWORD={{ .Data.password }}
+{{ end }}`},
+		{"dsn", `{{ with secret "` + kv(3) + `" }}{{ $h := .Data.data.user }}{{ with secret "` + db + `" }}postgres://{{ .Data.username }}:{{ .Data.password }}@{{ $h }}:5432/app{{ end }}{{ end }}`},
+		{"db.json", `{{ with secret "` + db + `" }}{{ .Data | toJSONPretty }}{{ end }}`},
+		{"password", `{{ with secret "` + kv(3) + `" }}{{ .Data.data.password }}{{ end }}`},
+		{"all.env", `{{ with secret "` + kv(1) + `" }}{{ range $k, $v := .Data.data }}KV1_{{ $k | toUpper }}={{ $v }}
+{{ end }}{{ end }}{{ with secret "` + kv(2) + `" }}{{ range $k, $v := .Data.data }}KV2_{{ $k | toUpper }}={{ $v }}
+{{ end }}{{ end }}{{ with secret "` + kv(3) + `" }}{{ range $k, $v := .Data.data }}KV3_{{ $k | toUpper }}={{ $v }}
+{{ end }}{{ end }}`},
+		{"pair", `{{ with secret "` + kv(1) + `" }}{{ .Data.data.user }}{{ end }}:{{ with secret "` + kv(2) + `" }}{{ .Data.data.password }}{{ end }}`},
+		{"meta", `{{ with secret "` + kv(2) + `" }}version={{ .Data.metadata.version }}{{ end }}`},
+	}}
+	for _, t := range ten.templates {
+		ten.ramvault = append(ten.ramvault, file{"ramvault.io/template-" + t.name, t.contents})
+	}
+	return []shape{five, ten}
+}
+
+// vaultAgentConfig is Vault Agent's configuration (JSON, which it reads as
+// HCL) for a shape's templates, with the same Kubernetes login.
+func vaultAgentConfig(addr, role, tokenFile, out string, templates []template) []byte {
+	var ts []map[string]any
+	for _, t := range templates {
+		ts = append(ts, map[string]any{"destination": filepath.Join(out, t.name), "perms": "0400", "contents": t.contents})
+	}
+	b, _ := json.MarshalIndent(map[string]any{
+		"vault": map[string]any{"address": addr},
+		"auto_auth": map[string]any{"method": map[string]any{"type": "kubernetes", "mount_path": "auth/kubernetes",
+			"config": map[string]any{"role": role, "token_path": tokenFile}}},
+		"template_config": map[string]any{"static_secret_render_interval": "5m"},
+		"template":        ts,
+	}, "", "  ")
+	return b
+}
+
+type result struct {
+	times []time.Duration
+	rss   int64
+}
+
+// measure starts an agent runs+1 times (the first warms caches and is not
+// counted); the last run idles and gives the RSS.
+func measure(p peer, work string, runs int, idle, settle time.Duration) (*result, error) {
+	r := &result{}
+	for i := 0; i <= runs; i++ {
+		keep := i == runs // the last run stays up for the idle RSS reading
+		d, rss, err := once(p, work, keep, idle)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p.name, err)
+		}
+		if i > 0 || runs == 0 { // the first run warms caches for both alike
+			r.times = append(r.times, d)
+		}
+		if keep {
+			r.rss = rss
+		}
+		// ramvault-agent revokes its token and leases when stopped
+		// (Vault Agent does not), and Vault drops the PostgreSQL roles
+		// in the background: let that finish, or it lands in the next
+		// measured start (back to back, the median rose by ~25 ms).
+		time.Sleep(settle)
+	}
+	fmt.Fprintf(os.Stderr, "%s: done\n", p.name)
+	return r, nil
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
