@@ -2,6 +2,15 @@
 # Installs the Debian packages the local stack and image builds need, only
 # those missing. Quiet when everything is present.
 set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+# Debian's nginx package, downloaded, not installed (its postinst would start
+# a server on this host): test/stack/nginx.go builds a stock-image-like nginx
+# from it for the e2e test of a Pod with no command.
+debs=$root/bin/debs
+if ! compgen -G "$debs/nginx_*.deb" >/dev/null; then
+  mkdir -p "$debs"
+  (cd "$debs" && apt-get download -qq nginx 2>/dev/null) || { echo "deps: apt-get download nginx failed" >&2; exit 1; }
+fi
 pkgs="containerd runc containernetworking-plugins postgresql busybox-static iproute2 iptables util-linux buildah openssl ca-certificates"
 missing=()
 for p in $pkgs; do
