@@ -272,6 +272,12 @@ func Parse(annotations map[string]string) (*Annotations, error) {
 		if perSecret[secret] == nil {
 			perSecret[secret] = map[string]string{}
 		}
+		if fam.Name == "template" && v != "" {
+			// A template is its text as written: consul-template renders
+			// its leading and trailing whitespace (the newline a YAML
+			// block scalar ends with) as it renders the rest.
+			v = annotations[k]
+		}
 		perSecret[secret][fam.Name] = v
 	}
 	names := make([]string, 0, len(perSecret))

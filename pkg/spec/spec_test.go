@@ -272,3 +272,20 @@ func TestParseRefusesAnOverlongKeyQuickly(t *testing.T) {
 	}
 	t.Logf("parsed a 1 MiB key in %v", time.Since(start))
 }
+
+// A template is kept as written, its surrounding whitespace too (the
+// newline a YAML block scalar ends with is in the file, as consul-template
+// writes it); the other values are trimmed.
+func TestParseKeepsATemplateAsWritten(t *testing.T) {
+	a, err := Parse(map[string]string{Prefix + "inject": "true", Prefix + "role": " web \n",
+		Prefix + "template-cfg": "  {{ \"x\" }}\n\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Role != "web" {
+		t.Errorf("role %q, want it trimmed", a.Role)
+	}
+	if len(a.Secrets) != 1 || a.Secrets[0].Template != "  {{ \"x\" }}\n\n" {
+		t.Fatalf("template %+v, want it as written", a.Secrets)
+	}
+}
