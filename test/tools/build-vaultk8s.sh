@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds hashicorp/vault-k8s's webhook (the peer of `make bench-webhook`) into
+# Builds hashicorp/vault-k8s's webhook (the peer of `make bench-webhook`, and the
+# reference of the e2e differential test, test/e2e/vaultk8s_test.go) into
 # bin/vault-k8s, only when it is missing or when what pins it (the module's
 # go.mod/go.sum, its main.go, this script) changed. Same stamps as build.sh.
 set -euo pipefail

@@ -216,8 +216,10 @@ func vaultAgentConfig(addr, role, tokenFile, out string, templates []template) [
 	}
 	b, _ := json.MarshalIndent(map[string]any{
 		"vault": map[string]any{"address": addr},
-		"auto_auth": map[string]any{"method": map[string]any{"type": "kubernetes", "mount_path": "auth/kubernetes",
-			"config": map[string]any{"role": role, "token_path": tokenFile}}},
+		// A list of one method: Vault Agent 1.21.0 reads a method given as
+		// a bare object as no method ("one and only one method block").
+		"auto_auth": map[string]any{"method": []any{map[string]any{"type": "kubernetes", "mount_path": "auth/kubernetes",
+			"config": map[string]any{"role": role, "token_path": tokenFile}}}},
 		"template_config": map[string]any{"static_secret_render_interval": "5m"},
 		"template":        ts,
 	}, "", "  ")
