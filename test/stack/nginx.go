@@ -111,24 +111,22 @@ func nginxImage(debs string) (imageSpec, error) {
 		env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, user: "101:101"}, nil
 }
 
-// debFile reads one file out of a Debian package.
+// debFile reads one file out of a Debian package. (The whole tarball, then
+// the file: dpkg-deb's decompressor child keeps the pipes open, so a reader
+// that stops early and kills dpkg-deb waits for ever.)
 func debFile(deb, name string) ([]byte, error) {
 	var stderr bytes.Buffer
 	cmd := exec.Command("dpkg-deb", "--fsys-tarfile", deb)
 	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
+	out, err := cmd.Output()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("dpkg-deb --fsys-tarfile %s: %w: %s", deb, err, stderr.String())
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	tr := tar.NewReader(out)
+	tr := tar.NewReader(bytes.NewReader(out))
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s has no %s: %s", deb, name, stderr.String())
+			return nil, fmt.Errorf("%s has no %s", deb, name)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", deb, err)
