@@ -12,13 +12,13 @@ import (
 func TestLargeReviewsCannotHoldUpSmallOnes(t *testing.T) {
 	l := newLanes()
 	for i := 0; i < largeInFlight; i++ {
-		if _, ok := l.of(1<<20).enter(context.Background()); !ok {
+		if _, ok := l.of(1 << 20).enter(context.Background()); !ok {
 			t.Fatal("the large lane refused below its capacity")
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if _, ok := l.of(1<<20).enter(ctx); ok {
+	if _, ok := l.of(1 << 20).enter(ctx); ok {
 		t.Fatal("a third large review got in while two were in flight")
 	}
 	if _, ok := l.of(-1).enter(ctx); ok {
