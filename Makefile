@@ -41,7 +41,8 @@ test: deps tools vet image
 # part of `make test`: about an hour in all.
 FUZZTIME ?= 10m
 FUZZ_TARGETS := ./pkg/spec:FuzzParse ./pkg/spec:FuzzNameChecks ./pkg/tmpl:FuzzParse ./pkg/tmpl:FuzzExecuteNeverLeaks \
-	./injector:FuzzInject ./injector/admission:FuzzDecodeAdmissionReview ./injector/admission:FuzzDecodeAdmittedPod
+	./injector:FuzzInject ./injector/admission:FuzzDecodeAdmissionReview ./injector/admission:FuzzDecodeAdmittedPod \
+	./injector/vaultk8s:FuzzTranslate
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; name=$${t#*:}; echo "fuzz: $$name in $$pkg for $(FUZZTIME)"; \

@@ -28,7 +28,8 @@ import (
 
 // DefaultMaxBodyBytes bounds the body of an AdmissionReview. A Pod's
 // annotations are limited to 256 KiB and a whole Pod is rarely a tenth of
-// this; a larger body is refused with 413 before it is read.
+// this; a larger body is refused with 413: unread when its length is
+// announced, else when the limit is reached.
 const DefaultMaxBodyBytes = 1 << 20
 
 var (
@@ -91,7 +92,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 		http.Error(w, fmt.Sprintf("content type %q: want application/json", r.Header.Get("Content-Type")), http.StatusUnsupportedMediaType)
 		return requestInvalid
 	}
-	release, ok := h.lanes.enter(r.Context(), r.ContentLength)
+	if r.ContentLength > h.opts.MaxBodyBytes {
+		// Said before it is sent: refused unread, without a place in a lane.
+		http.Error(w, fmt.Sprintf("request body over %d bytes", h.opts.MaxBodyBytes), http.StatusRequestEntityTooLarge)
+		return requestInvalid
+	}
+	lane, waiting := h.lanes.of(r.ContentLength), time.Now()
+	release, ok := lane.enter(r.Context())
+	h.opts.Metrics.laneWait(lane.name, time.Since(waiting))
 	if !ok {
 		http.Error(w, "too many large admission reviews at once; try again", http.StatusServiceUnavailable)
 		return requestInvalid

@@ -2,6 +2,7 @@ package admission
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -80,6 +82,57 @@ func TestHandlerHTTP(t *testing.T) {
 			}
 		})
 	}
+}
+
+// unreadable is a request body that fails the test if it is read.
+type unreadable struct{ t *testing.T }
+
+func (u unreadable) Read([]byte) (int, error) {
+	u.t.Error("the body was read")
+	return 0, errors.New("read")
+}
+
+// A request that announces a body over the limit is answered 413 unread,
+// without waiting for a place in the large lane, even when that lane is
+// full; a small review still goes through the small lane.
+func TestHandlerRefusesAnAnnouncedOversizedBodyUnread(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	h := NewHandler(injecttest.Config(), HandlerOptions{Metrics: m})
+	for i := 0; i < largeInFlight; i++ {
+		if _, ok := h.lanes.large.enter(context.Background()); !ok {
+			t.Fatal("the large lane refused below its capacity")
+		}
+	}
+	r := httptest.NewRequest(http.MethodPost, "/mutate", unreadable{t})
+	r.ContentLength = DefaultMaxBodyBytes + 1
+	r.Header.Set("Content-Type", "application/json")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != http.StatusRequestEntityTooLarge || !strings.Contains(w.Body.String(), fmt.Sprintf("over %d bytes", DefaultMaxBodyBytes)) {
+		t.Errorf("status %d body %q; want 413 naming the limit", w.Code, w.Body)
+	}
+	ok := injecttest.Post(h, injecttest.ReviewBody(t, injecttest.PodRequest("uid-small", injecttest.PodJSON(t, injecttest.Pod()), "shop")), "application/json")
+	if ok.Code != http.StatusOK {
+		t.Errorf("a small review with the large lane full: status %d", ok.Code)
+	}
+	if n := testutil.CollectAndCount(m.laneWaits); n != 2 {
+		t.Errorf("%d lane histograms, want 2 (small, large)", n)
+	}
+	if n := histogramCount(t, m.laneWaits.WithLabelValues(laneSmall)); n != 1 {
+		t.Errorf("%d waits in the small lane, want 1", n)
+	}
+	if n := histogramCount(t, m.laneWaits.WithLabelValues(laneLarge)); n != 0 {
+		t.Errorf("%d waits in the large lane, want 0: the oversized request took a place", n)
+	}
+}
+
+func histogramCount(t *testing.T, o prometheus.Observer) uint64 {
+	t.Helper()
+	var d dto.Metric
+	if err := o.(prometheus.Metric).Write(&d); err != nil {
+		t.Fatal(err)
+	}
+	return d.GetHistogram().GetSampleCount()
 }
 
 func cmpOr(a, b string) string {

@@ -8,29 +8,46 @@ import "context"
 // anyone who reaches the webhook's port can send such reviews in a burst.
 // The large lane admits few at once, so a burst of them can neither take
 // the replica's memory (128 MiB limit) nor delay the small reviews of real
-// Pods, which never wait on it.
+// Pods, which never wait on it. A request that announces more than the body
+// limit takes neither: it is answered 413 unread.
 const (
 	largeReview   = 64 << 10 // bytes: a request over this (or of unknown length) is large
 	largeInFlight = 2
 	smallInFlight = 64
 )
 
-type lanes struct{ small, large chan struct{} }
+// Names of the lanes, the values of the label "lane" of
+// ramvault_injector_admission_lane_wait_seconds.
+const (
+	laneSmall = "small"
+	laneLarge = "large"
+)
 
-func newLanes() lanes {
-	return lanes{small: make(chan struct{}, smallInFlight), large: make(chan struct{}, largeInFlight)}
+type lane struct {
+	name  string
+	slots chan struct{}
 }
 
-// enter waits for a place in the lane of a request of length n (-1:
-// unknown) until ctx ends; ok is false then. release gives the place back.
-func (l lanes) enter(ctx context.Context, n int64) (release func(), ok bool) {
-	lane := l.small
+type lanes struct{ small, large lane }
+
+func newLanes() lanes {
+	return lanes{small: lane{laneSmall, make(chan struct{}, smallInFlight)}, large: lane{laneLarge, make(chan struct{}, largeInFlight)}}
+}
+
+// of is the lane of a request of length n (-1: unknown).
+func (l lanes) of(n int64) lane {
 	if n < 0 || n > largeReview {
-		lane = l.large
+		return l.large
 	}
+	return l.small
+}
+
+// enter waits for a place in the lane until ctx ends; ok is false then.
+// release gives the place back.
+func (l lane) enter(ctx context.Context) (release func(), ok bool) {
 	select {
-	case lane <- struct{}{}:
-		return func() { <-lane }, true
+	case l.slots <- struct{}{}:
+		return func() { <-l.slots }, true
 	case <-ctx.Done():
 		return nil, false
 	}

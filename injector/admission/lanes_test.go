@@ -12,19 +12,19 @@ import (
 func TestLargeReviewsCannotHoldUpSmallOnes(t *testing.T) {
 	l := newLanes()
 	for i := 0; i < largeInFlight; i++ {
-		if _, ok := l.enter(context.Background(), 1<<20); !ok {
+		if _, ok := l.of(1 << 20).enter(context.Background()); !ok {
 			t.Fatal("the large lane refused below its capacity")
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if _, ok := l.enter(ctx, 1<<20); ok {
+	if _, ok := l.of(1 << 20).enter(ctx); ok {
 		t.Fatal("a third large review got in while two were in flight")
 	}
-	if _, ok := l.enter(ctx, -1); ok {
+	if _, ok := l.of(-1).enter(ctx); ok {
 		t.Fatal("a review of unknown length took the small lane")
 	}
-	release, ok := l.enter(context.Background(), 4<<10)
+	release, ok := l.of(4 << 10).enter(context.Background())
 	if !ok {
 		t.Fatal("a small review waited on the large ones")
 	}

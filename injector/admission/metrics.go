@@ -29,6 +29,7 @@ const (
 type Metrics struct {
 	requests   *prometheus.CounterVec
 	duration   prometheus.Histogram
+	laneWaits  *prometheus.HistogramVec
 	injections *prometheus.CounterVec
 	certExpiry prometheus.Gauge
 	leader     prometheus.Gauge
@@ -46,6 +47,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time to answer an admission request at /mutate, in seconds.",
 			Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5},
 		}),
+		laneWaits: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "ramvault_injector_admission_lane_wait_seconds",
+			Help:    "Time an admission request waited for a place in its lane (small: a review of up to 64 KiB, large: more or of unknown length), in seconds.",
+			Buckets: []float64{0.001, 0.01, 0.1, 1, 5},
+		}, []string{"lane"}),
 		injections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ramvault_injector_injections_total",
 			Help: "Pod CREATE requests, by result: injected, skipped (not opted in, or injected before), denied, error.",
@@ -59,10 +65,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "1 while this replica leads (with --self-signed: it writes the certificate Secret and the caBundle), else 0.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.injections, m.certExpiry, m.leader)
+	reg.MustRegister(m.requests, m.duration, m.laneWaits, m.injections, m.certExpiry, m.leader)
 	// Every series exists from the start, at 0, so rates need no absent().
 	for _, r := range []string{requestAllowed, requestDenied, requestInvalid, requestError} {
 		m.requests.WithLabelValues(r)
+	}
+	for _, l := range []string{laneSmall, laneLarge} {
+		m.laneWaits.WithLabelValues(l)
 	}
 	for _, r := range []string{injectionInjected, injectionSkipped, injectionDenied, injectionError} {
 		m.injections.WithLabelValues(r)
@@ -76,6 +85,12 @@ func (m *Metrics) request(result string, took time.Duration) {
 	}
 	m.requests.WithLabelValues(result).Inc()
 	m.duration.Observe(took.Seconds())
+}
+
+func (m *Metrics) laneWait(lane string, waited time.Duration) {
+	if m != nil {
+		m.laneWaits.WithLabelValues(lane).Observe(waited.Seconds())
+	}
 }
 
 func (m *Metrics) injection(result string) {

@@ -181,7 +181,7 @@ func runWebhook(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: c.LogLevel}))
 	gc := gcPercent(os.Getenv("GOGC"))
-	memLimit := memoryLimit(os.Getenv("GOMEMLIMIT"), "/sys/fs/cgroup/memory.max")
+	memLimit := memoryLimit(os.Getenv("GOMEMLIMIT"), cgroupMemoryLimitFiles...)
 	log.Info("garbage collector", "GOGC", gc, "memoryLimitBytes", memLimit)
 	if err := serveWebhook(ctx, c, log); err != nil {
 		log.Error("webhook stopped", "err", err)
@@ -198,27 +198,35 @@ func runWebhook(ctx context.Context, args []string, stderr io.Writer) int {
 // of MiB at most, well inside the Deployment's 128Mi limit.
 const defaultGCPercent = 400
 
+// The container's memory limit: cgroup v2's file, then cgroup v1's (the
+// local stack's kubelet runs on cgroup v1, where only the second exists).
+var cgroupMemoryLimitFiles = []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}
+
 // memoryLimit sets the Go runtime's soft memory limit to 80% of the
-// container's cgroup limit (file, cgroup v2) unless env (GOMEMLIMIT, which
-// the runtime has already applied) is set; it returns the limit in effect,
-// or -1 for none. GOGC 400 lets the heap grow to five times what is live:
-// under a burst the collector must work harder before the cgroup kills the
-// replica, not after.
-func memoryLimit(env, file string) int64 {
+// container's cgroup limit (the first of files that can be read) unless env
+// (GOMEMLIMIT, which the runtime has already applied) is set; it returns the
+// limit in effect, or -1 for none. GOGC 400 lets the heap grow to five times
+// what is live: under a burst the collector must work harder before the
+// cgroup kills the replica, not after.
+func memoryLimit(env string, files ...string) int64 {
 	if env != "" {
 		return debug.SetMemoryLimit(-1)
 	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return -1
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		// "max" (v2), or v1's page-rounded MaxInt64: no limit.
+		if err != nil || n <= 0 || n >= 1<<62 {
+			return -1
+		}
+		limit := n / 10 * 8
+		debug.SetMemoryLimit(limit)
+		return limit
 	}
-	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil || n <= 0 { // "max": no limit
-		return -1
-	}
-	limit := n / 10 * 8
-	debug.SetMemoryLimit(limit)
-	return limit
+	return -1
 }
 
 // gcPercent applies defaultGCPercent when env (the GOGC variable, which the
@@ -317,6 +325,14 @@ func serveWebhook(ctx context.Context, c WebhookConfig, log *slog.Logger) error 
 	g.Go(func() error {
 		<-gctx.Done()
 		draining.Store(true)
+		// The apiserver keeps its connections to a replica and reuses them
+		// whatever the endpoints say (it resolves the Service only when it
+		// dials), and it never retries a review on a connection error
+		// (client-go retries only GETs): every answer from now on closes its
+		// connection, so the apiserver's next review dials a replica that is
+		// still an endpoint, and none is in flight here when the process
+		// goes (after a forced delete, the kubelet's 2 s minimum grace).
+		webhook.SetKeepAlivesEnabled(false)
 		if ctx.Err() != nil && c.ShutdownDelay > 0 {
 			// Stopped by a signal: keep answering while the endpoints
 			// controller takes this replica out of the Service.

@@ -180,4 +180,19 @@ func TestMemoryLimitFollowsTheCgroup(t *testing.T) {
 	if got := memoryLimit("", file); got != -1 {
 		t.Errorf("memoryLimit without a cgroup limit = %d, want -1", got)
 	}
+	// cgroup v1: no memory.max, the limit in memory/memory.limit_in_bytes,
+	// and "no limit" written as a huge number.
+	v1 := filepath.Join(dir, "memory.limit_in_bytes")
+	if err := os.WriteFile(v1, []byte("134217728\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := memoryLimit("", filepath.Join(dir, "absent"), v1); got != 134217728/10*8 {
+		t.Errorf("memoryLimit with a 128Mi cgroup v1 limit = %d, want 80%%", got)
+	}
+	if err := os.WriteFile(v1, []byte("9223372036854771712\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := memoryLimit("", filepath.Join(dir, "absent"), v1); got != -1 {
+		t.Errorf("memoryLimit without a cgroup v1 limit = %d, want -1", got)
+	}
 }

@@ -84,7 +84,7 @@ func Translate(annotations map[string]string) (Result, error) {
 	// non-empty agent-inject-secret-, -template-file- or -template-.
 	for _, k := range keys {
 		name, ok := strings.CutPrefix(k, Prefix)
-		if !ok || strings.TrimSpace(annotations[k]) == "" {
+		if !ok || strings.TrimSpace(annotations[k]) == "" || len(name) > spec.MaxNameLen {
 			continue
 		}
 		if r, raw := matchRow(table, name); r != nil && r.Family == "name" &&
@@ -95,6 +95,10 @@ func Translate(annotations map[string]string) (Result, error) {
 	for _, k := range keys {
 		name, ok := strings.CutPrefix(k, Prefix)
 		if !ok {
+			continue
+		}
+		if len(name) > spec.MaxNameLen {
+			t.errs = append(t.errs, spec.LongNameError(Prefix, name))
 			continue
 		}
 		v := annotations[k]

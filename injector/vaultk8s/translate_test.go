@@ -3,6 +3,7 @@ package vaultk8s
 import (
 	"errors"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -159,4 +160,31 @@ func TestOptedInReadsBooleansAsVaultK8sDoes(t *testing.T) {
 		t.Error("no annotation opted in")
 	}
 	_ = slices.Contains[[]string]
+}
+
+// A key whose name is over Kubernetes's 63 characters (a review crafted for
+// the webhook's port; the apiserver validates only after the mutating
+// webhooks) is denied on its first 63 characters, never echoed whole nor
+// compared for a did-you-mean: before, a 1 MB key cost a second of CPU and
+// hundreds of MiB of allocations (a rune slice of it per table row).
+func TestAnOverLongKeyIsDeniedWithoutEchoOrSuggestion(t *testing.T) {
+	for _, name := range []string{"agent-inject-secret-" + strings.Repeat("x", 1<<20), strings.Repeat("agent-inject", 1<<17)} {
+		in := map[string]string{InjectAnnotation: "true", Prefix + name: "kv/x", Prefix + "agent-inject-secret-ok": "kv/ok"}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := Translate(in)
+		runtime.ReadMemStats(&after)
+		var list spec.ErrorList
+		if !errors.As(err, &list) || len(list) != 1 {
+			t.Fatalf("want one error, got %.300v", err)
+		}
+		if want := Prefix + name[:spec.MaxNameLen] + "…"; list[0].Field != want || len(list[0].Error()) > 300 {
+			t.Errorf("error %.300q: want it on %q, short", list[0].Error(), want)
+		}
+		allocated := after.TotalAlloc - before.TotalAlloc
+		t.Logf("a %d-byte key: %d bytes allocated", len(name), allocated)
+		if allocated > uint64(len(name)) {
+			t.Errorf("translating a %d-byte key allocated %d bytes: it must not copy the key", len(name), allocated)
+		}
+	}
 }

@@ -216,9 +216,19 @@ var tableIndex = sync.OnceValue(func() indexedTable {
 	return ix
 })
 
-// maxNameLen is the longest name part of an annotation key Kubernetes
+// MaxNameLen is the longest name part of an annotation key Kubernetes
 // accepts (a qualified name).
-const maxNameLen = 63
+const MaxNameLen = 63
+
+// LongNameError is the problem with an annotation key prefix+name whose
+// name is longer than MaxNameLen. The apiserver refuses such a key, but only
+// after the mutating webhooks: a crafted review, or a Pod the apiserver will
+// refuse, is the only way here. The key is neither echoed whole nor compared
+// for a did-you-mean: either costs time and memory in its length (a 1 MB
+// key took a second of CPU).
+func LongNameError(prefix, name string) Error {
+	return Error{prefix + name[:MaxNameLen] + "…", fmt.Sprintf("the name of an annotation has at most %d characters (this one has %d)", MaxNameLen, len(name))}
+}
 
 // Parse reads every ramvault.io/ annotation, applies defaults, and validates;
 // it reports every problem at once. Annotations of other prefixes are ignored.
@@ -244,11 +254,8 @@ func Parse(annotations map[string]string) (*Annotations, error) {
 	perSecret := map[string]map[string]string{} // secret -> family -> value
 	for _, k := range keys {
 		name := strings.TrimPrefix(k, Prefix)
-		if len(name) > maxNameLen {
-			// The apiserver refuses such a key; a crafted review is the
-			// only way here. Neither echoed whole nor compared for a
-			// did-you-mean: that costs time in the length of the key.
-			errs = append(errs, Error{Prefix + name[:maxNameLen] + "…", fmt.Sprintf("the name of an annotation has at most %d characters (this one has %d)", maxNameLen, len(name))})
+		if len(name) > MaxNameLen {
+			errs = append(errs, LongNameError(Prefix, name))
 			continue
 		}
 		v := strings.TrimSpace(annotations[k])
