@@ -17,10 +17,11 @@ build: ## product binaries into bin/
 deps: ## Debian packages (only what is missing)
 	@test/tools/deps.sh
 
-tools: ## real Kubernetes, etcd, Vault, Helm, vault-k8s and the pause binary into bin/ (only what is missing or changed)
+tools: ## real Kubernetes, etcd, Vault, Helm, vault-k8s, Prometheus (+ promtool) and the pause binary into bin/ (only what is missing or changed)
 	@test/tools/build.sh
 	@test/tools/build-helm.sh
 	@test/tools/build-vaultk8s.sh
+	@test/tools/build-prometheus.sh
 	@$(GO) build -trimpath -ldflags "-s -w" -o bin/pause ./test/images/pause
 
 # (the tools modules are thin mains that `make tools` compiles; vetting them

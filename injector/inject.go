@@ -23,12 +23,15 @@ const StatusAnnotation = spec.Prefix + "status"
 
 // Names of what the injector adds. A Pod that already uses one is denied.
 const (
-	AgentContainer     = "ramvault-agent"      // native sidecar, or classic sidecar
-	AgentInitContainer = "ramvault-agent-init" // classic and init-only
-	SecretsVolume      = "ramvault-secrets"    // Memory emptyDir: the secret files
-	StateVolume        = "ramvault-state"      // Memory emptyDir: the agent's token and leases
-	TokenVolume        = "ramvault-token"      // projected service-account token
-	VaultCAVolume      = "ramvault-vault-ca"   // ConfigMap: the CA bundle of Vault's certificate, when set
+	AgentContainer = "ramvault-agent" // native sidecar, or classic sidecar
+	// AgentMetricsPortName names the sidecar agent's metrics port, so that
+	// Prometheus's Kubernetes discovery finds it (docs/operations.md).
+	AgentMetricsPortName = "rv-metrics"
+	AgentInitContainer   = "ramvault-agent-init" // classic and init-only
+	SecretsVolume        = "ramvault-secrets"    // Memory emptyDir: the secret files
+	StateVolume          = "ramvault-state"      // Memory emptyDir: the agent's token and leases
+	TokenVolume          = "ramvault-token"      // projected service-account token
+	VaultCAVolume        = "ramvault-vault-ca"   // ConfigMap: the CA bundle of Vault's certificate, when set
 )
 
 // vaultCADir is where agent containers mount the Vault CA bundle.
@@ -507,7 +510,7 @@ func (in *injection) apply() {
 	var first corev1.Container
 	switch in.mode {
 	case spec.ModeNative:
-		first = in.agent(AgentContainer, "sidecar")
+		first = in.sidecarAgent()
 		first.RestartPolicy = new(corev1.ContainerRestartPolicyAlways)
 		// The kubelet starts the next containers once this hook returns:
 		// when every secret has been written once. A startup probe would do
@@ -518,7 +521,7 @@ func (in *injection) apply() {
 		first.LivenessProbe = agentProbe("/healthz", 10, 3)
 	case spec.ModeClassic:
 		first = in.agent(AgentInitContainer, "init")
-		sidecar := in.agent(AgentContainer, "sidecar")
+		sidecar := in.sidecarAgent()
 		sidecar.LivenessProbe = agentProbe("/healthz", 10, 3)
 		if d := classicRevokeDelay(in.pod); d > 0 {
 			sidecar.Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
@@ -566,6 +569,14 @@ func (in *injection) vaultCAConfigMap() string {
 		return ""
 	}
 	return cmp.Or(in.ann.VaultCAConfigMap, in.cfg.VaultCAConfigMap)
+}
+
+// sidecarAgent is the agent container that keeps running beside the app,
+// with its metrics port declared by name (an init container serves none).
+func (in *injection) sidecarAgent() corev1.Container {
+	c := in.agent(AgentContainer, "sidecar")
+	c.Ports = []corev1.ContainerPort{{Name: AgentMetricsPortName, ContainerPort: spec.AgentMetricsPort, Protocol: corev1.ProtocolTCP}}
+	return c
 }
 
 // agent is an agent container in the given --mode.

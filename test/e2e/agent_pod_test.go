@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -182,21 +181,9 @@ echo ready; sleep 3600`
 // service account.
 func (w *world) podTokens() []string {
 	w.t.Helper()
-	s, err := w.vc.Logical().List("auth/token/accessors")
+	out, err := w.env.TokenAccessors(context.Background(), w.ns)
 	if err != nil {
 		w.t.Fatal(err)
-	}
-	var out []string
-	keys, _ := s.Data["keys"].([]any)
-	for _, k := range keys {
-		a := fmt.Sprint(k)
-		info, err := w.vc.Logical().Write("auth/token/lookup-accessor", map[string]any{"accessor": a})
-		if err != nil || info == nil {
-			continue
-		}
-		if meta, ok := info.Data["meta"].(map[string]any); ok && meta["service_account_namespace"] == w.ns {
-			out = append(out, a)
-		}
 	}
 	return out
 }

@@ -1,6 +1,7 @@
 // Package stack runs ramvault's real local test stack on this machine: etcd,
 // kube-apiserver, kube-controller-manager, kube-scheduler, containerd + kubelet
-// with a CNI bridge, a Vault dev server wired to the cluster, and PostgreSQL.
+// with a CNI bridge, a Vault dev server wired to the cluster, PostgreSQL, and
+// Prometheus scraping ramvault through the shipped configuration.
 //
 // There is one stack per machine: the kubelet, the pod bridge, cgroups and the
 // fixed ports are host-wide, so a second copy could not run beside the first.

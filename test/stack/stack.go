@@ -79,7 +79,7 @@ func Up(ctx context.Context, cfg Config) (Result, error) {
 
 func checkBinaries(bin string) error {
 	var missing []string
-	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "vault", "pause"} {
+	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "vault", "pause", "prometheus"} {
 		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
 			missing = append(missing, b)
 		}
@@ -160,6 +160,9 @@ func (s *Stack) up(ctx context.Context) (Result, error) {
 		return Result{}, err
 	}
 	if err := s.timed("ramvault (in-cluster)", func() error { return Deploy(ctx, s.env) }); err != nil {
+		return Result{}, err
+	}
+	if err := s.timed("prometheus", func() error { return s.startPrometheus(ctx) }); err != nil {
 		return Result{}, err
 	}
 	if err := s.env.WriteFile(s.p.envFile()); err != nil {

@@ -149,3 +149,29 @@ func (e Env) DBRole(ctx context.Context, name, ttl, maxTTL string) (string, func
 	}
 	return DatabaseMount + "/creds/" + name, func() { _, _ = vc.Logical().Delete(DatabaseMount + "/roles/" + name) }, nil
 }
+
+// TokenAccessors lists the accessors of the Vault tokens issued by
+// Kubernetes auth to service accounts of namespace ns.
+func (e Env) TokenAccessors(ctx context.Context, ns string) ([]string, error) {
+	vc, err := e.VaultClient()
+	if err != nil {
+		return nil, err
+	}
+	s, err := vc.Logical().ListWithContext(ctx, "auth/token/accessors")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	keys, _ := s.Data["keys"].([]any)
+	for _, k := range keys {
+		a := fmt.Sprint(k)
+		info, err := vc.Logical().WriteWithContext(ctx, "auth/token/lookup-accessor", map[string]any{"accessor": a})
+		if err != nil || info == nil {
+			continue // revoked or expired meanwhile
+		}
+		if meta, ok := info.Data["meta"].(map[string]any); ok && meta["service_account_namespace"] == ns {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
