@@ -18,9 +18,12 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -90,6 +93,7 @@ type Proxy struct {
 	mode    Mode
 	changed chan struct{} // closed and replaced on every Set
 	ln      net.Listener  // nil while refusing
+	lock    *os.File      // holds the port for this proxy, also while refusing
 	log     []Request
 	serving sync.WaitGroup
 }
@@ -120,12 +124,18 @@ func Listen(host, vault string) (*Proxy, error) {
 	p.srv = &http.Server{Handler: http.HandlerFunc(p.serve), ReadHeaderTimeout: 10 * time.Second}
 	var errs []error
 	for _, port := range Ports {
-		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		lock, err := reserve(port)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		p.addr = ln.Addr().String()
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			_ = lock.Close()
+			errs = append(errs, err)
+			continue
+		}
+		p.addr, p.lock = ln.Addr().String(), lock
 		p.listen(ln)
 		return p, nil
 	}
@@ -180,6 +190,22 @@ func (p *Proxy) Set(m Mode) error {
 func (p *Proxy) Stop() {
 	_ = p.srv.Close()
 	p.serving.Wait()
+	_ = p.lock.Close()
+}
+
+// reserve takes the port for this process until the file it returns is
+// closed: a proxy in Refuse mode has no listener, and another proxy (of
+// this test binary or another) must not take its port meanwhile.
+func reserve(port int) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), fmt.Sprintf("ramvault-faults-%d.lock", port)), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("port %d: held by another proxy", port)
+	}
+	return f, nil
 }
 
 // Requests is a copy of the log so far.

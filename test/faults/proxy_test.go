@@ -100,3 +100,21 @@ func TestEachModeDoesWhatItSaysAndIsLogged(t *testing.T) {
 		t.Errorf("the hung request is logged as %+v", m)
 	}
 }
+
+// A refusing proxy keeps its port: another proxy started meanwhile takes
+// another one, and the first listens again on its own.
+func TestARefusingProxyKeepsItsPort(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer backend.Close()
+	a := Start(t, "127.0.0.1", backend.URL)
+	if err := a.Set(Mode{Kind: Refuse}); err != nil {
+		t.Fatal(err)
+	}
+	b := Start(t, "127.0.0.1", backend.URL)
+	if a.Addr() == b.Addr() {
+		t.Fatalf("both proxies on %s", a.Addr())
+	}
+	if err := a.Set(Mode{Kind: Forward}); err != nil {
+		t.Fatalf("the first proxy could not listen again: %v", err)
+	}
+}
