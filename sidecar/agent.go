@@ -49,6 +49,9 @@ type secretFiles interface {
 	// MkdirAll creates a directory and its parents, keeping any that
 	// exists (never replaced: it may be a bind mount's source).
 	MkdirAll(name string) error
+	// RemoveStaged deletes the temporary files of a write a killed agent
+	// did not finish, and returns their names.
+	RemoveStaged() ([]string, error)
 }
 
 // agent keeps a Pod's secret files fresh. Its parts: the token session
@@ -138,6 +141,14 @@ func (a *agent) Run(ctx context.Context) error {
 	if a.cfg.Harden {
 		harden(a.log)
 	}
+	// An agent SIGKILLed (or OOM-killed) while staging a set left its
+	// temporary files beside the secrets: no reader sees them as a secret,
+	// but they hold one, and they fill the volume.
+	if removed, err := a.files.RemoveStaged(); err != nil {
+		a.log.Warn("removing temporary files a killed agent left failed", "err", err)
+	} else if len(removed) > 0 {
+		a.log.Info("removed temporary files of a write a killed agent did not finish", "files", removed)
+	}
 	if err := a.makeMountDirs(); err != nil {
 		return err
 	}
@@ -194,17 +205,17 @@ func (a *agent) Run(ctx context.Context) error {
 // writes every file whose dependencies are not still valid on the volume,
 // as one set, retrying with backoff.
 func (a *agent) firstWrite(ctx context.Context) error {
-	if err := a.retry.do(ctx, "log in", retryOpts{login: true}, a.token.ensure); err != nil {
+	if err := a.retry.do(ctx, "log in", retryOpts{login: true, maxWait: firstWriteMaxWait}, a.token.ensure); err != nil {
 		return err
 	}
 	if a.cfg.Spec.InjectToken {
 		// Also when the saved token was reused (no login), and again if
 		// writing it on login failed.
-		if err := a.retry.do(ctx, "write the token file", retryOpts{}, a.writeToken); err != nil {
+		if err := a.retry.do(ctx, "write the token file", retryOpts{maxWait: firstWriteMaxWait}, a.writeToken); err != nil {
 			return err
 		}
 	}
-	if err := a.retry.do(ctx, "look up KV mounts", retryOpts{}, a.mergeKVAliases); err != nil {
+	if err := a.retry.do(ctx, "look up KV mounts", retryOpts{maxWait: firstWriteMaxWait}, a.mergeKVAliases); err != nil {
 		return err
 	}
 	var due []*dep
@@ -231,7 +242,7 @@ func (a *agent) firstWrite(ctx context.Context) error {
 	if len(due) > 0 || len(static) > 0 {
 		c := newChange(due, true)
 		c.files = static
-		err := a.retry.do(ctx, "first write", retryOpts{}, func(ctx context.Context) error {
+		err := a.retry.do(ctx, "first write", retryOpts{maxWait: firstWriteMaxWait}, func(ctx context.Context) error {
 			var err error
 			written, err = a.apply(ctx, c)
 			return err

@@ -441,6 +441,9 @@ func (m *memFiles) MkdirAll(name string) error {
 	return nil
 }
 
+// RemoveStaged: memFiles stages nothing (a write is all or nothing).
+func (m *memFiles) RemoveStaged() ([]string, error) { return nil, nil }
+
 func (m *memFiles) Exists(name string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -272,6 +272,26 @@ func TestBackoffGrowsByClassAndIsCapped(t *testing.T) {
 		{"permanent errors reach the cap fast", repeat(permanent, 4), ms(1000, 8000, 30000, 30000)},
 		{"a mix continues from the last wait", []error{transient, transient, permanent, transient}, ms(250, 500, 4000, 8000)},
 	}
+	// The first write, which the app waits for, backs off to 5s only.
+	firstWrite := []struct {
+		name string
+		errs []error
+		want []time.Duration
+	}{
+		{"the first write's transient errors stop at 5s", repeat(transient, 8), ms(250, 500, 1000, 2000, 4000, 5000, 5000, 5000)},
+		{"the first write's permanent errors too", repeat(permanent, 3), ms(1000, 5000, 5000)},
+	}
+	for _, tc := range firstWrite {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := clock.NewFake(time.Unix(1_000_000, 0))
+			p := defaultRetry()
+			p.Transient.Jitter, p.Permanent.Jitter = 0, 0
+			r := &retrier{policy: p, clock: clk, log: quietLog(), rotated: newRotation(), degraded: func(bool) {}}
+			if got := retryWaits(t, r, clk, retryOpts{maxWait: firstWriteMaxWait}, tc.errs); !equalDurations(got, tc.want) {
+				t.Errorf("waits %v, want %v", got, tc.want)
+			}
+		})
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := clock.NewFake(time.Unix(1_000_000, 0))

@@ -61,6 +61,18 @@ func (m *metrics) renewal(secret string, err error) {
 func (m *metrics) write(secret string) {
 	m.inc(fmt.Sprintf(`ramvault_agent_file_writes_total{secret=%q}`, secret))
 }
+
+// writeFailed counts a file that could not be written (a full tmpfs) and
+// makes err the last error of each dependency it renders, for /status.
+func (m *metrics) writeFailed(file string, deps []string, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.counters[fmt.Sprintf(`ramvault_agent_file_write_failures_total{secret=%q}`, file)]++
+	e := newEvent(m.now(), err)
+	for _, d := range deps {
+		m.last[eventKey{"error", d}] = e
+	}
+}
 func (m *metrics) reload(kind string, err error) {
 	m.observe(fmt.Sprintf(`ramvault_agent_reloads_total{kind=%q,result=%q}`, kind, result(err)), eventKey{"reload", kind}, err)
 }
@@ -104,6 +116,7 @@ func (m *metrics) isDegraded() bool {
 func counterHelp() [][2]string {
 	return [][2]string{
 		{"ramvault_agent_fetches_total", "Secrets fetched from Vault, by secret and result."},
+		{"ramvault_agent_file_write_failures_total", "Secret files that could not be written (the tmpfs full), by attempt."},
 		{"ramvault_agent_file_writes_total", "Secret files written (unchanged content is not rewritten)."},
 		{"ramvault_agent_lease_renewals_total", "Lease renewals, by secret and result."},
 		{"ramvault_agent_logins_total", "Vault logins, by result."},

@@ -15,6 +15,7 @@ func TestMetricsExposition(t *testing.T) {
 	m.fetch("db", errors.New("x"))
 	m.renewal("db", nil)
 	m.write("db")
+	m.writeFailed("db", []string{"db"}, errors.New("write db: no space left on the secrets volume"))
 	m.reload("signal", nil)
 	m.login(nil)
 	m.setExpiry("db", now.Add(90*time.Second))
@@ -25,6 +26,9 @@ func TestMetricsExposition(t *testing.T) {
 # TYPE ramvault_agent_fetches_total counter
 ramvault_agent_fetches_total{secret="db",result="failure"} 1
 ramvault_agent_fetches_total{secret="db",result="success"} 1
+# HELP ramvault_agent_file_write_failures_total Secret files that could not be written (the tmpfs full), by attempt.
+# TYPE ramvault_agent_file_write_failures_total counter
+ramvault_agent_file_write_failures_total{secret="db"} 1
 # HELP ramvault_agent_file_writes_total Secret files written (unchanged content is not rewritten).
 # TYPE ramvault_agent_file_writes_total counter
 ramvault_agent_file_writes_total{secret="db"} 1
@@ -46,5 +50,8 @@ ramvault_agent_degraded 1
 `
 	if b.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+	if e := m.events()[eventKey{"error", "db"}]; !strings.Contains(e.err, "no space left") {
+		t.Errorf("the failed write is not db's last error: %+v", e)
 	}
 }

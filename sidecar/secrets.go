@@ -168,6 +168,15 @@ func (a *agent) apply(ctx context.Context, c *change) (_ []*file, err error) {
 	}
 	written, err := a.files.WriteSet(set)
 	if err != nil {
+		// No file of the set was written: each one's dependencies carry
+		// the error in /status (a full tmpfs is no Vault call).
+		for _, f := range order {
+			names := make([]string, 0, len(f.deps))
+			for _, d := range f.deps {
+				names = append(names, d.name)
+			}
+			a.metrics.writeFailed(f.secret.Name, names, err)
+		}
 		return nil, err
 	}
 	now := a.clock.Now()

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -188,7 +189,7 @@ func (w *Writer) stage(f File) (string, error) {
 	if len(base) > 200 { // the temporary name stays under NAME_MAX (255)
 		base = base[:200]
 	}
-	t, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	t, err := os.CreateTemp(dir, "."+base+".tmp-*") // stagedPattern
 	if err != nil {
 		return "", w.classify(f.Name, err)
 	}
@@ -212,6 +213,41 @@ func (w *Writer) stage(f File) (string, error) {
 		return "", w.classify(f.Name, err)
 	}
 	return tmp, nil
+}
+
+// stagedPattern matches the temporary files stage makes.
+const stagedPattern = ".*.tmp-*"
+
+// RemoveStaged deletes the temporary files a writer killed while staging
+// (SIGKILL, OOM) left anywhere in the directory, and returns their names.
+// Call it before the first write of a new process: a file being staged then
+// is this process's own. A directory it cannot read is skipped (it holds no
+// staged file of ours: the writer made every directory it stages in).
+func (w *Writer) RemoveStaged() ([]string, error) {
+	var removed []string
+	var errs []error
+	err := filepath.WalkDir(w.dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if d != nil && d.IsDir() && path != w.dir {
+				return fs.SkipDir
+			}
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		if ok, _ := filepath.Match(stagedPattern, d.Name()); !ok || !d.Type().IsRegular() {
+			return nil
+		}
+		if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+			errs = append(errs, err)
+			return nil
+		}
+		rel, _ := filepath.Rel(w.dir, path)
+		removed = append(removed, rel)
+		return nil
+	})
+	return removed, errors.Join(append(errs, err)...)
 }
 
 // Remove deletes a file if it exists.

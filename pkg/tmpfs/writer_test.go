@@ -244,3 +244,38 @@ func TestASymlinkOrDotDotIsNoDirectory(t *testing.T) {
 		}
 	}
 }
+
+// A writer killed while staging leaves its temporary files; the next
+// process removes them (and nothing else) before it writes.
+func TestRemoveStagedTakesOutWhatAKilledWriterLeft(t *testing.T) {
+	dir := memDir(t, "1m")
+	w, err := New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteSet([]File{{Name: "kv", Data: []byte("v1"), Mode: 0o400}, {Name: "sub/db", Data: []byte("v1"), Mode: 0o400}}); err != nil {
+		t.Fatal(err)
+	}
+	// What stage leaves when the process dies between CreateTemp and rename.
+	for _, name := range []string{".kv.tmp-123", "sub/.db.tmp-456"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removed, err := w.RemoveStaged()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(removed, ",") != ".kv.tmp-123,sub/.db.tmp-456" {
+		t.Errorf("removed %q", removed)
+	}
+	for _, name := range []string{"kv", "sub/db"} {
+		if b, err := w.Read(name); err != nil || string(b) != "v1" {
+			t.Errorf("%s: %q %v, want it kept", name, b, err)
+		}
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 2 {
+		t.Errorf("%d entries left, want kv and sub", len(ents))
+	}
+}
