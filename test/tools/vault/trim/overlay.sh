@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Writes what trims ramvault's test Vault to what the stack and the tests use:
+# OUTDIR/overlay.json and OUTDIR/go.mod, for
+#   go build -tags minimal -modfile OUTDIR/go.mod -overlay OUTDIR/overlay.json
+# Usage: overlay.sh OUTDIR
+#
+# Vault v1.21.0 imports every builtin plugin, every cloud KMS seal, every
+# raft auto-join provider and every Agent auto-auth method; most of its 22
+# minutes of compile on a fresh 2-core machine are their cloud SDKs. The build
+# uses Vault's own `minimal` tag (helper/builtinplugins, command: no addon
+# plugins, storage inmem and raft only) and this overlay (overlay.list) adds
+# back the two plugins the stack needs and stubs the packages that drag in a
+# cloud SDK nothing here calls. An overlay may not replace files in the
+# module cache, so the modules it touches are copied to OUTDIR/mod and
+# OUTDIR/go.mod (the -modfile of the build) replaces them by those copies.
+# What stays is what the stack runs (`vault
+# server -dev`: Kubernetes and JWT auth, KV v1/v2, PKI, database +
+# PostgreSQL, transit) and `vault agent` (kubernetes and token_file
+# auto-auth, templates).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+out=${1:?usage: overlay.sh OUTDIR}
+rm -rf "$out" && mkdir -p "$out"
+declare -A dir name files copied
+pkgs=$(awk '$1=="file"||$1=="stub" {print $2}' "$here/overlay.list" | sort -u)
+cp "$here/../go.mod" "$out/go.mod"
+cp "$here/../go.sum" "$out/go.sum"
+# shellcheck disable=SC2086
+while IFS='|' read -r p n d f mp mv md; do
+  copy=$out/mod/$mp@$mv
+  if [ -z "${copied[$mp]:-}" ]; then
+    mkdir -p "$(dirname "$copy")" && cp -r "$md" "$copy" && chmod -R u+w "$copy"
+    echo "replace $mp => $copy" >> "$out/go.mod"
+    copied[$mp]=1
+  fi
+  dir[$p]=$copy${d#"$md"} name[$p]=$n files[$p]=$f
+done < <(cd "$here/.." && go list -tags minimal -f '{{.ImportPath}}|{{.Name}}|{{.Dir}}|{{join .GoFiles " "}}|{{.Module.Path}}|{{.Module.Version}}|{{.Module.Dir}}' $pkgs)
+entries=()
+while read -r kind p a b c; do
+  case $kind in
+  file)
+    [ -f "${dir[$p]}/$a" ] || { echo "overlay: $p has no $a (Vault version changed? see $here/overlay.list)" >&2; exit 1; }
+    entries+=("\"${dir[$p]}/$a\": \"$here/$b\"") ;;
+  stub)
+    gen=$out/$(tr / _ <<<"$p").go
+    sed -e "s/__PKG__/${name[$p]}/g" -e "s/__FUNC__/${b:-}/g" -e "s/__EXTRA__/${c:-}/g" "$here/$a" > "$gen"
+    for f in ${files[$p]}; do entries+=("\"${dir[$p]}/$f\": \"\""); done
+    entries+=("\"${dir[$p]}/zz_ramvault_stub.go\": \"$gen\"") ;;
+  ''|'#'*) ;;
+  *) echo "overlay: bad line in overlay.list: $kind $p" >&2; exit 1 ;;
+  esac
+done < "$here/overlay.list"
+{
+  echo '{"Replace": {'
+  (IFS=$'\n'; echo "${entries[*]}") | sed '$!s/$/,/'
+  echo '}}'
+} > "$out/overlay.json"
