@@ -3,16 +3,9 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -54,15 +47,14 @@ func startVaultK8s(t *testing.T) *vaultK8s {
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("the reference injector: %v (build it: test/tools/build-vaultk8s.sh, which make test runs)", err)
 	}
-	dir := t.TempDir()
-	certFile, keyFile, pool := loopbackCert(t, dir)
+	cert := stack.NewTestCert(t, net.IPv4(127, 0, 0, 1))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
 	l.Close()
-	cmd := exec.Command(bin, "--listen", addr, "--tls-cert-file", certFile, "--tls-key-file", keyFile, "--vault-address", "http://vault.invalid:8200", "--log-level", "warn")
+	cmd := exec.Command(bin, "--listen", addr, "--tls-cert-file", cert.CertFile, "--tls-key-file", cert.KeyFile, "--vault-address", "http://vault.invalid:8200", "--log-level", "warn")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -70,7 +62,7 @@ func startVaultK8s(t *testing.T) *vaultK8s {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	v := &vaultK8s{url: "https://" + addr, client: &http.Client{Timeout: 10 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}}
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: cert.CAPool}}}}
 	stack.WaitFor(t, 20*time.Second, "vault-k8s to serve", func() bool {
 		r, err := v.client.Get(v.url + "/health/ready")
 		if err != nil {
@@ -80,38 +72,6 @@ func startVaultK8s(t *testing.T) *vaultK8s {
 		return r.StatusCode < 300
 	})
 	return v
-}
-
-// loopbackCert writes a self-signed certificate for 127.0.0.1.
-func loopbackCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "vault-k8s"},
-		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	pool = x509.NewCertPool()
-	pool.AddCert(c)
-	return certFile, keyFile, pool
 }
 
 // templates are the template stanzas of the Vault Agent configuration

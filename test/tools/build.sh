@@ -48,8 +48,9 @@ if [ ${#stale_k8s[@]} -gt 0 ]; then
   # While Kubernetes compiles, the modules of the tools built next download (only
   # the packages each build loads: `go list -deps`): Vault's here, and those of
   # build-helm.sh, build-vaultk8s.sh and build-prometheus.sh if their binary is missing.
+  # shellcheck disable=SC2086
   {
-    [ -z "$vault_stale" ] || (cd "$tools/vault" && go list -deps -tags minimal ./cmd/vault >/dev/null)
+    [ -z "$vault_stale" ] || { "$trim/overlay.sh" "$bin/.vault-trim" && (cd "$tools/vault" && go list -deps $vaultflags ./cmd/vault >/dev/null); }
     [ -x "$bin/helm" ] || (cd "$tools/helm" && go list -deps helm.sh/helm/v3/cmd/helm >/dev/null)
     [ -x "$bin/vault-k8s" ] || (cd "$tools/vaultk8s" && go list -deps ./cmd/vault-k8s >/dev/null)
     [ -x "$bin/prometheus" ] || (cd "$tools/prometheus" && go list -deps -tags remove_all_sd,enable_kubernetes_sd \
