@@ -34,7 +34,9 @@ func TestMakeDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(t.TempDir(), "demo")
-	if out, err := exec.Command("go", "build", "-o", bin, "./test/cmd/demo").CombinedOutput(); err != nil {
+	build := exec.Command("go", "build", "-o", bin, "./test/cmd/demo")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./test/cmd/demo: %v\n%s", err, out)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
