@@ -39,11 +39,10 @@ type vaultK8s struct {
 // certificate of its own, until the test ends.
 func startVaultK8s(t *testing.T) *vaultK8s {
 	t.Helper()
-	root, err := stack.RepoRoot()
+	bin, err := stack.Tool("vault-k8s")
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(root, "bin", "vault-k8s")
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("the reference injector: %v (build it: test/tools/build-vaultk8s.sh, which make test runs)", err)
 	}
@@ -159,10 +158,6 @@ func (v *vaultK8s) templates(t *testing.T, name string, p *corev1.Pod) []map[str
 // manifest and destination.
 func vaultAgentOnce(t *testing.T, w *world, ms []manifest) map[string]map[string][]byte {
 	t.Helper()
-	root, err := stack.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	tok, err := w.vc.Auth().Token().Create(&vault.TokenCreateRequest{Policies: []string{w.role}, TTL: "10m"})
 	if err != nil {
@@ -199,7 +194,11 @@ func vaultAgentOnce(t *testing.T, w *world, ms []manifest) map[string]map[string
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(root, "bin", "vault"), "agent", "-config="+conf, "-log-level=warn")
+	vaultBin, err := stack.Tool("vault")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, vaultBin, "agent", "-config="+conf, "-log-level=warn")
 	cmd.Env = []string{"HOME=" + dir, "PATH=/usr/bin:/bin"}
 	start := time.Now()
 	if out, err := cmd.CombinedOutput(); err != nil {
