@@ -86,15 +86,7 @@ func TestMakeDemo(t *testing.T) {
 
 	// No value: the KV secret the demo wrote, the root token, the database
 	// users Vault created for the demo's role (their names are credentials too).
-	vc, err := env.VaultClient()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv, err := vc.KVv2("secret").Get(context.Background(), "ramvault-example/config")
-	if err != nil {
-		t.Fatal(err)
-	}
-	secrets := map[string]string{"the KV secret's api_key": fmt.Sprint(kv.Data["api_key"]), "the Vault root token": env.VaultToken}
+	secrets := map[string]string{"the KV secret's api_key": exampleAPIKey(t, env), "the Vault root token": env.VaultToken}
 	for i, u := range vaultDBUsers(t, env, "ramvault") {
 		secrets[fmt.Sprintf("database user #%d", i+1)] = u
 	}
@@ -110,6 +102,20 @@ func TestMakeDemo(t *testing.T) {
 			t.Errorf("the demo printed %s", what)
 		}
 	}
+}
+
+// exampleAPIKey is the value of the example's KV secret in Vault.
+func exampleAPIKey(t *testing.T, env stack.Env) string {
+	t.Helper()
+	vc, err := env.VaultClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := vc.KVv2("secret").Get(context.Background(), "ramvault-example/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprint(kv.Data["api_key"])
 }
 
 // vaultDBUsers lists the PostgreSQL roles Vault created for database roles
@@ -218,15 +224,7 @@ func TestReadmeHelmPath(t *testing.T) {
 			t.Errorf("`kubectl ramvault status` printed no line matching %s", want)
 		}
 	}
-	vc, err := env.VaultClient()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv, err := vc.KVv2("secret").Get(context.Background(), "ramvault-example/config")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v := fmt.Sprint(kv.Data["api_key"]); len(v) < 6 || strings.Contains(out+stderr.String(), v) {
+	if v := exampleAPIKey(t, env); len(v) < 6 || strings.Contains(out+stderr.String(), v) {
 		t.Errorf("the README's Helm path printed the example's KV secret (or it is too short to check: %d characters)", len(v))
 	}
 	// helm uninstall and the namespaces' deletion: nothing of the release left
