@@ -27,8 +27,12 @@ declare -A dir name files copied
 pkgs=$(awk '$1=="file"||$1=="stub" {print $2}' "$here/overlay.list" | sort -u)
 cp "$here/../go.mod" "$out/go.mod"
 cp "$here/../go.sum" "$out/go.sum"
+# -find: the packages alone, not their imports (whose modules need not be downloaded)
 # shellcheck disable=SC2086
+listed=$(cd "$here/.." && go list -find -tags minimal \
+  -f '{{.ImportPath}}|{{.Name}}|{{.Dir}}|{{join .GoFiles " "}}|{{.Module.Path}}|{{.Module.Version}}|{{.Module.Dir}}' $pkgs)
 while IFS='|' read -r p n d f mp mv md; do
+  [ -n "$md" ] && [ -n "$n" ] || { echo "overlay: go list found no module directory for $p" >&2; exit 1; }
   copy=$out/mod/$mp@$mv
   if [ -z "${copied[$mp]:-}" ]; then
     mkdir -p "$(dirname "$copy")" && cp -r "$md" "$copy" && chmod -R u+w "$copy"
@@ -36,7 +40,7 @@ while IFS='|' read -r p n d f mp mv md; do
     copied[$mp]=1
   fi
   dir[$p]=$copy${d#"$md"} name[$p]=$n files[$p]=$f
-done < <(cd "$here/.." && go list -tags minimal -f '{{.ImportPath}}|{{.Name}}|{{.Dir}}|{{join .GoFiles " "}}|{{.Module.Path}}|{{.Module.Version}}|{{.Module.Dir}}' $pkgs)
+done <<<"$listed"
 entries=()
 while read -r kind p a b c; do
   case $kind in
