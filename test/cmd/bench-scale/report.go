@@ -16,11 +16,11 @@ const mib = 1 << 20
 // row is one line of a side-by-side table: ramvault's and vault-k8s's
 // figures, and the ratio of the two when it means something.
 type row struct {
-	what       string
-	rv, vk     float64
-	unit       string
-	format     string // of each figure, e.g. "%.1f"
-	noRatio    bool
+	what           string
+	rv, vk         float64
+	unit           string
+	format         string // of each figure, e.g. "%.1f"
+	noRatio        bool
 	rvText, vkText string // when set, printed instead of the figures
 }
 
