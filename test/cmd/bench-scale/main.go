@@ -235,7 +235,13 @@ func setUpVault(ctx context.Context, env stack.Env, vc *vault.Client, o options)
 	}
 	for _, s := range sides {
 		policy := fmt.Sprintf("path \"secret/data/bench-scale/*\" { capabilities = [\"read\"] }\npath \"database/creds/%s\" { capabilities = [\"read\"] }\n", s.ns)
-		drop, err := env.AppRole(ctx, s.ns, s.ns, policy, nil)
+		// vault-k8s's agent logs in with the Pod's own service-account
+		// token, whose audience is the apiserver's: its role checks none.
+		var extra map[string]any
+		if s.name == vaultK8sSide {
+			extra = map[string]any{"audience": ""}
+		}
+		drop, err := env.AppRole(ctx, s.ns, s.ns, policy, extra)
 		if err != nil {
 			cleanup()
 			return nil, nil, err

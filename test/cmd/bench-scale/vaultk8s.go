@@ -40,6 +40,7 @@ var peerChanges = []string{
 	"namespaceSelector: only the vault-k8s side's namespace (shipped: every namespace), so each injector serves its own",
 	"1 replica without leader election (shipped: 2 with AGENT_INJECT_USE_LEADER_ELECTOR): one node, and the bench does not measure the injector's availability",
 	"failurePolicy Ignore is kept as shipped, so the bench checks every Pod was injected",
+	"its Vault role checks no token audience (ramvault's: vault): its agent logs in with the Pod's own service-account token, whose audience is the apiserver's",
 }
 
 // deployPeer creates vault-k8s's injector and its webhook and waits until
