@@ -22,6 +22,8 @@ const (
 	phases
 )
 
+var phaseNames = [phases]string{"start-up", "window", "shutdown"}
+
 // auditEntry is what the bench reads of one line of Vault's file audit
 // device (the response entries: one per request, with its outcome).
 type auditEntry struct {
@@ -74,10 +76,13 @@ type tally struct {
 	requests [phases]map[string]int
 	errors   [phases]int
 	dbRoles  [phases]int // successful reads of database/creds/…: a PostgreSQL role each
+	// failures counts the requests answered with an error by phase, path
+	// (its first three segments) and the error's first line.
+	failures map[string]int
 }
 
 func newTally() *tally {
-	t := &tally{}
+	t := &tally{failures: map[string]int{}}
 	for p := range t.requests {
 		t.requests[p] = map[string]int{}
 	}
@@ -120,6 +125,12 @@ func readAudit(r io.Reader, ns string, windowStart, windowEnd time.Time) (*tally
 		}
 		if e.Error != "" {
 			t.errors[p]++
+			msg, _, _ := strings.Cut(strings.TrimSpace(e.Error), "\n")
+			if len(msg) > 100 {
+				msg = msg[:100] + "…"
+			}
+			segs := strings.SplitN(e.Request.Path, "/", 4)
+			t.failures[fmt.Sprintf("%s %s %s: %s", phaseNames[p], e.Request.Operation, strings.Join(segs[:min(3, len(segs))], "/"), msg)]++
 		}
 		t.requests[p][kind(e.Request.Operation, e.Request.Path)]++
 		if e.Error == "" && e.Request.Operation == "read" && strings.HasPrefix(e.Request.Path, "database/creds/") {

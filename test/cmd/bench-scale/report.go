@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"time"
 )
@@ -131,6 +132,16 @@ func report(w io.Writer, o options, results map[string][]*result, took time.Dura
 			row{what: "  over the node before the run", rv: float64(rv.nodeUsed-rv.nodeBase) / mib, vk: float64(vk.nodeUsed-vk.nodeBase) / mib, unit: " MiB", format: "%.0f"},
 		)
 		printTable(w, rows)
+		for _, r := range []*result{rv, vk} {
+			keys := make([]string, 0, len(r.vault.failures))
+			for k := range r.vault.failures {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				fmt.Fprintf(w, "- %s, errors: %d × %s\n", r.side, r.vault.failures[k], k)
+			}
+		}
 	}
 	fmt.Fprintf(w, "\nadmission latency is interpolated inside the apiserver's buckets (5, 25, 100, 500 ms, …): coarse below 25 ms\n")
 

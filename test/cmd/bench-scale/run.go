@@ -254,7 +254,7 @@ func hold(ctx context.Context, cs kubernetes.Interface, s side, n int, window ti
 					restarts += c.RestartCount
 				}
 			}
-			fmt.Fprintf(os.Stderr, "bench-scale:   %s left: %d/%d Ready, %d agent restarts, load %.2f\n", left.Round(time.Second), ready, n, restarts, loadAverage())
+			fmt.Fprintf(os.Stderr, "bench-scale:   %s left: %d/%d Ready, %d agent restarts, load %.2f\n", time.Until(end).Round(time.Second), ready, n, restarts, loadAverage())
 		}
 	}
 }
