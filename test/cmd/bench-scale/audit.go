@@ -125,7 +125,7 @@ func readAudit(r io.Reader, ns string, windowStart, windowEnd time.Time) (*tally
 		}
 		if e.Error != "" {
 			t.errors[p]++
-			msg, _, _ := strings.Cut(strings.TrimSpace(e.Error), "\n")
+			msg := strings.Join(strings.Fields(e.Error), " ") // "1 error occurred: * permission denied"
 			if len(msg) > 100 {
 				msg = msg[:100] + "…"
 			}

@@ -49,7 +49,7 @@ func TestReadAuditCountsOneSideByPhaseAndKind(t *testing.T) {
 	if got.errors != [phases]int{0, 1, 0} {
 		t.Errorf("errors by phase: got %v", got.errors)
 	}
-	if f := got.failures; len(f) != 1 || f["window read database/creds/bench-scale-ramvault: permission denied"] != 1 {
+	if f := got.failures; len(f) != 1 || f["window read database/creds/bench-scale-ramvault: 1 error occurred: * permission denied"] != 1 {
 		t.Errorf("failures: got %v", f)
 	}
 	other, err := readAudit(strings.NewReader(mustRead(t, "testdata/audit.log")), "bench-scale-vault-k8s", at("2026-12-02T17:00:30Z"), at("2026-12-02T17:03:00Z"))
