@@ -78,8 +78,8 @@ bench-pods: dev-up ## Pod create→Ready with and without injection, median of 1
 	@$(GO) run ./test/cmd/bench-pods
 
 # ramvault vs vault-k8s v1.6.2 + Vault Agent 1.21.0 on the stack's kubelet,
-# one side at a time, at N = 10, 25, 50 Pods with 10-minute windows (about 75
-# minutes; it holds the stack's lock exclusively). Not part of `make test`.
+# one side at a time, at N = 10, 25, 50 Pods with 10-minute windows (about an
+# hour; it holds the stack's lock exclusively). Not part of `make test`.
 # BENCH_SCALE_FLAGS='-n 10 -window 2m -scale 5,10' for a short run.
 BENCH_SCALE_FLAGS ?=
 bench-scale: dev-up ## ramvault vs vault-k8s + Vault Agent at scale on one kubelet: Ready, memory, CPU, Vault requests, DB roles, admission, per-Pod slope, SVG

@@ -13,7 +13,7 @@
 // It takes the stack's lock exclusively for the run (other tests wait), and
 // it is not part of `make test`.
 //
-//	make bench-scale                                   (N = 10, 25, 50; 10-minute windows: about 75 minutes)
+//	make bench-scale                                   (N = 10, 25, 50; 10-minute windows: about an hour)
 //	go run ./test/cmd/bench-scale -n 10 -window 2m -scale 5,10
 package main
 
