@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X github.com/ramvault/ramvault/pkg/version.Version=$(VERSION)
 IMAGE_TAG ?= dev
 export CGO_ENABLED := 0
 
-.PHONY: all build deps tools vet test unit fuzz dev-up dev-down dev-status demo bench-agent bench-pods image image-size clean bench-webhook \
+.PHONY: all build deps tools vet test unit fuzz dev-up dev-down dev-status demo bench-agent bench-pods image image-size clean bench-webhook bench-scale \
 	kind-up kind-load deploy-kind e2e-kind kind-down
 
 all: build
@@ -77,8 +77,17 @@ image-size: ## compressed and unpacked size of each image in bin/images, against
 bench-agent: dev-up ## ramvault-agent vs Vault Agent 1.21.0: time to files, idle RSS
 	@$(GO) run ./test/cmd/bench-agent
 
-bench-pods: dev-up ## Pod create→Ready with and without injection, median of 10 each
+bench-pods: dev-up ## Pod create→Ready with and without injection, median of 10 each; ramvault's share over an empty container (goal ≤ 50 ms)
 	@$(GO) run ./test/cmd/bench-pods
+
+# ramvault vs vault-k8s v1.6.2 + Vault Agent 1.21.0 on the stack's kubelet,
+# one side at a time, at N = 10, 25, 50 Pods with 10-minute windows (about an
+# hour; it holds the stack's lock exclusively). Not part of `make test`.
+# BENCH_SCALE_FLAGS='-n 10 -window 2m -scale 5,10' for a short run.
+BENCH_SCALE_FLAGS ?=
+bench-scale: dev-up ## ramvault vs vault-k8s + Vault Agent at scale on one kubelet: Ready, memory, CPU, Vault requests, DB roles, admission, per-Pod slope, SVG
+	@test/tools/build-vaultk8s.sh
+	@$(GO) run ./test/cmd/bench-scale $(BENCH_SCALE_FLAGS)
 
 # kind, for machines with Docker (not this one): the same manifests (kind
 # overlay), the same end-to-end suite pointed at the kind cluster.

@@ -1,7 +1,9 @@
 // Command bench-pods measures, on the running local stack, how long a Pod
 // takes from create to Ready with and without ramvault injected (one KV
 // secret, native sidecar, injected by the in-cluster webhook, agent image
-// from the Dockerfile): the median over N Pods each, in the same run.
+// from the Dockerfile): the median over N Pods each, in the same run; and
+// ramvault's own share over an empty busybox container in the agent's
+// place (native and init-only), against the ≤ 50 ms goal.
 //
 //	make bench-pods
 package main
@@ -124,9 +126,20 @@ func run(n int) error {
 		m := med(results[k])
 		fmt.Printf("| %-26s | %8.0fms | %8.0fms |\n", v.name, ms(m), ms(m-plain))
 	}
-	fmt.Printf("\ngoal: overhead ≤ 300 ms (native, the default)\n")
-	fmt.Printf("ramvault's own share: native %.0f ms over the busybox native sidecar, init-only %.0f ms over the busybox init container\n",
-		ms(med(results[1])-med(results[3])), ms(med(results[2])-med(results[4])))
+	// The kubelet's 1 s relist charges any container placed ahead of the
+	// app, busybox included (the retired ≤ 300 ms goal measured that);
+	// ramvault's own share is what it adds over an empty container in the
+	// same place.
+	verdict := func(share time.Duration) string {
+		if share <= 50*time.Millisecond {
+			return "met"
+		}
+		return "not met"
+	}
+	native, initOnly := med(results[1])-med(results[3]), med(results[2])-med(results[4])
+	fmt.Printf("\nramvault's own share over an empty container in the same place, median of %d (goal ≤ 50 ms):\n", n)
+	fmt.Printf("- native: %.0f ms over the busybox native sidecar: %s\n", ms(native), verdict(native))
+	fmt.Printf("- init-only: %.0f ms over the busybox init container: %s\n", ms(initOnly), verdict(initOnly))
 	return nil
 }
 
