@@ -242,13 +242,20 @@ done`
 	if n := strings.Count(log, "RELOADED") - reloadsBefore; n != 1 {
 		t.Errorf("the app was reloaded %d times after the outage, want once", n)
 	}
-	pod, err := w.cs.CoreV1().Pods(w.ns).Get(context.Background(), "midlife", metav1.GetOptions{})
+	w.noRestarts("midlife")
+}
+
+// noRestarts fails the test for every container of the Pod that the
+// kubelet restarted.
+func (w *world) noRestarts(name string) {
+	w.t.Helper()
+	pod, err := w.cs.CoreV1().Pods(w.ns).Get(context.Background(), name, metav1.GetOptions{})
 	if err != nil {
-		t.Fatal(err)
+		w.t.Fatal(err)
 	}
 	for _, s := range append(pod.Status.ContainerStatuses, pod.Status.InitContainerStatuses...) {
 		if s.RestartCount != 0 {
-			t.Errorf("container %s was restarted %d times", s.Name, s.RestartCount)
+			w.t.Errorf("container %s was restarted %d times", s.Name, s.RestartCount)
 		}
 	}
 }
@@ -334,15 +341,7 @@ while true; do sleep 0.2; done`
 	if n := strings.Count(w.logsSoFar("renews", "app"), "RELOADED") - reloadsBefore; n != 0 {
 		t.Errorf("the app was reloaded %d times, want 0", n)
 	}
-	got, err := w.cs.CoreV1().Pods(w.ns).Get(context.Background(), "renews", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range append(got.Status.ContainerStatuses, got.Status.InitContainerStatuses...) {
-		if s.RestartCount != 0 {
-			t.Errorf("container %s was restarted %d times", s.Name, s.RestartCount)
-		}
-	}
+	w.noRestarts("renews")
 }
 
 // lease is the one lease of the Pod under the database role at path, and
