@@ -71,8 +71,11 @@ type retrier struct {
 }
 
 type retryOpts struct {
-	deadline time.Time // give up rather than wait past it (zero: never)
-	login    bool      // the attempt logs in: a new service-account token ends the wait
+	// deadline, when set, is the last moment for an attempt: a wait that
+	// would pass it is cut short to make one last attempt at it, and the
+	// error after that attempt is returned (zero: no deadline).
+	deadline time.Time
+	login    bool // the attempt logs in: a new service-account token ends the wait
 	// giveUp, when set, names errors not to retry: the caller does
 	// something else about them.
 	giveUp func(error) bool
@@ -113,11 +116,19 @@ func (r *retrier) do(ctx context.Context, what string, o retryOpts, f func(conte
 		now := r.clock.Now()
 		sleep := jitter(wait, b.Jitter)
 		// A 429 or 503 may say when to come back: not before then.
-		if ra := vault.RetryAfter(err, now); ra > 0 {
-			sleep = max(sleep, min(ra, maxRetryAfter))
+		ra := vault.RetryAfter(err, now)
+		if ra > 0 {
+			ra = min(ra, maxRetryAfter)
+			sleep = max(sleep, ra)
 		}
 		if !o.deadline.IsZero() && now.Add(sleep).After(o.deadline) {
-			return err
+			// One last attempt at the deadline (Vault may be back by then:
+			// an outage shorter than what is left ends in a success, not
+			// in giving up early), unless Vault asked to wait past it.
+			if !now.Before(o.deadline) || now.Add(ra).After(o.deadline) {
+				return err
+			}
+			sleep = o.deadline.Sub(now)
 		}
 		// A new service-account token can help a login, and a call Vault
 		// denied: its attempt logs in again when the agent's token is invalid.

@@ -309,7 +309,11 @@ func (a *agent) depLoop(ctx context.Context, d *dep) {
 			if ctx.Err() != nil {
 				return
 			}
-			a.log.Warn("lease renewal refused; fetching a new secret", "dependency", d.name, "err", err)
+			if vault.Permanent(err) {
+				a.log.Warn("lease renewal refused; fetching a new secret", "dependency", d.name, "err", err)
+			} else {
+				a.log.Warn("lease renewal failed until near the lease's end; fetching a new secret", "dependency", d.name, "err", err)
+			}
 		}
 		if !a.update(ctx, "refresh "+d.name, []*dep{d}) {
 			return // ctx ended
@@ -364,13 +368,23 @@ func (a *agent) plan(d *dep, ss state.Secret) (renew bool, at time.Time) {
 	return renewable, due
 }
 
-// renew extends a dependency's lease, retrying until the lease would end. A
-// refusal (lease not found or revoked, permission denied) is not retried:
-// the caller fetches a new secret at once, after a new login when the
-// agent's token was the cause.
+// renewMargin is how long before the end of a lease (or of the agent's
+// token) of the given duration the agent stops retrying its renewal and
+// fetches anew (logs in again) instead: a tenth of it, at most 5 s, time
+// enough to fetch and write the new secret before the old one ends.
+func renewMargin(lease time.Duration) time.Duration { return min(lease/10, 5*time.Second) }
+
+// renew extends a dependency's lease. A failure without an answer (Vault
+// down, 5xx, 429) is retried with the transient backoff until the margin
+// before the lease's end, the last attempt at it: a Vault back before then
+// renews the same lease, so the credentials, the files and the app stay as
+// they are. A refusal (lease not found or revoked, permission denied) is
+// not retried: the caller fetches a new secret at once, after a new login
+// when the agent's token was the cause.
 func (a *agent) renew(ctx context.Context, d *dep, ss state.Secret) error {
 	var ttl time.Duration
-	err := a.retry.do(ctx, "renew "+d.name, retryOpts{deadline: ss.Expires, giveUp: vault.Permanent}, func(ctx context.Context) error {
+	last := ss.Expires.Add(-renewMargin(ss.Expires.Sub(ss.Issued)))
+	err := a.retry.do(ctx, "renew "+d.name, retryOpts{deadline: last, giveUp: vault.Permanent}, func(ctx context.Context) error {
 		var err error
 		ttl, err = a.vault.RenewLease(ctx, ss.LeaseID, ss.LeaseDuration)
 		a.metrics.renewal(d.name, err)

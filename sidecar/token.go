@@ -263,9 +263,7 @@ func (a *agent) tokenLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		if renewable {
-			cctx, cancel := context.WithTimeout(ctx, a.cfg.CallTimeout)
-			ttl, stillRenewable, err := a.vault.RenewSelf(cctx)
-			cancel()
+			ttl, stillRenewable, err := a.renewToken(ctx, issued.Add(granted), granted)
 			if err == nil && ttl >= granted*9/10 {
 				a.token.renewed(ttl, stillRenewable)
 				a.log.Info("vault token renewed", "ttl_seconds", int(ttl.Seconds()))
@@ -285,4 +283,22 @@ func (a *agent) tokenLoop(ctx context.Context) {
 		// revoke it (and them) once the app had time to move.
 		a.retire(ctx, oldToken)
 	}
+}
+
+// renewToken renews the agent's token, which ends at expires. As with a
+// lease (renew), a failure without an answer is retried until the margin
+// before that end: a new login would replace the token and with it every
+// lease, so an outage over the renewal point would cost a re-issue and a
+// reload of the app although the token was still good. A refusal is not
+// retried: the caller logs in again.
+func (a *agent) renewToken(ctx context.Context, expires time.Time, granted time.Duration) (ttl time.Duration, renewable bool, err error) {
+	last := expires.Add(-renewMargin(granted))
+	err = a.retry.do(ctx, "renew the vault token", retryOpts{deadline: last, giveUp: vault.Permanent}, func(ctx context.Context) error {
+		cctx, cancel := context.WithTimeout(ctx, a.cfg.CallTimeout)
+		defer cancel()
+		var err error
+		ttl, renewable, err = a.vault.RenewSelf(cctx)
+		return err
+	})
+	return ttl, renewable, err
 }

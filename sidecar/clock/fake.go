@@ -100,14 +100,12 @@ func (f *Fake) Pending() []time.Duration {
 	return out
 }
 
-// AdvanceToNext moves the time to the earliest pending deadline, releasing
-// that waiter (and any due at the same time), and returns how far it moved.
-// With no waiter pending it does nothing and returns 0.
-func (f *Fake) AdvanceToNext() time.Duration {
+// NextAt is the earliest pending deadline; false with no waiter pending.
+func (f *Fake) NextAt() (time.Time, bool) {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	if len(f.waiters) == 0 {
-		f.mu.Unlock()
-		return 0
+		return time.Time{}, false
 	}
 	next := f.waiters[0].at
 	for _, w := range f.waiters[1:] {
@@ -115,8 +113,18 @@ func (f *Fake) AdvanceToNext() time.Duration {
 			next = w.at
 		}
 	}
-	d := next.Sub(f.now)
-	f.mu.Unlock()
+	return next, true
+}
+
+// AdvanceToNext moves the time to the earliest pending deadline, releasing
+// that waiter (and any due at the same time), and returns how far it moved.
+// With no waiter pending it does nothing and returns 0.
+func (f *Fake) AdvanceToNext() time.Duration {
+	next, ok := f.NextAt()
+	if !ok {
+		return 0
+	}
+	d := next.Sub(f.Now())
 	f.Advance(d)
 	return d
 }

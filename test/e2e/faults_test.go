@@ -111,10 +111,7 @@ func (w *world) secretsDir(uid string) string {
 }
 
 // Vault down when the Pod starts: the app waits (the Pod is not Ready), and
-// is Ready within 10 s of Vault's return. (Deleting a native Pod while its
-// agent's postStart hook waits is not tested here: on this stack such a
-// Pod was still there 60 s after the delete, the kubelet waiting for the
-// hook; see the report of issue 12.)
+// is Ready within 10 s of Vault's return.
 func TestFaultVaultDownWhenThePodStarts(t *testing.T) {
 	t.Parallel()
 	w, p := faultWorld(t)
@@ -138,6 +135,68 @@ func TestFaultVaultDownWhenThePodStarts(t *testing.T) {
 	t.Logf("fault: Vault down at the Pod's start for 20 s: Ready %v after its return", d.Round(time.Millisecond))
 	if d > 10*time.Second {
 		t.Errorf("Ready %v after Vault's return, want within 10 s", d)
+	}
+}
+
+// Deleting a Pod that waits for a down Vault, in each mode, with the
+// default grace period (30 s): the Pod is gone within it. (The native
+// sidecar's postStart hook used to wait up to 2 min, and the kubelet
+// handles a deletion only once a postStart hook has returned: such a Pod
+// stayed ~2 min. The hook now waits 3 s at most; the startup probe holds
+// the app after that.)
+func TestFaultDeletingAPodThatWaitsForVault(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, kvPolicy)
+	if w.env.External() {
+		t.Skip("the fault proxy listens on the local stack's pod bridge")
+	}
+	path := w.kv()
+	modes := []string{"native", "classic", "init-only"}
+	for _, mode := range modes {
+		p := faults.Start(t, stack.Gateway, w.env.PodVaultAddr)
+		if err := p.Set(faults.Mode{Kind: faults.Refuse}); err != nil {
+			t.Fatal(err)
+		}
+		pod := w.viaProxy(mode, p, map[string]string{"ramvault.io/secret-kv": path, "ramvault.io/mode": mode}, "sleep 3600")
+		pod.Spec.TerminationGracePeriodSeconds = nil // the default, 30 s
+		w.createViaProxy(pod)
+	}
+	// Past the native hook's 3 s wait, into the startup probe's.
+	time.Sleep(8 * time.Second)
+	ctx := context.Background()
+	deleted := map[string]time.Time{}
+	for _, mode := range modes {
+		pod, err := w.cs.CoreV1().Pods(w.ns).Get(ctx, mode, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range pod.Status.ContainerStatuses {
+			if s.Name == "app" && s.State.Waiting == nil {
+				t.Errorf("%s: the app container started while Vault is unreachable (%+v)", mode, s.State)
+			}
+		}
+		if err := w.cs.CoreV1().Pods(w.ns).Delete(ctx, mode, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		deleted[mode] = time.Now()
+	}
+	gone := map[string]time.Duration{}
+	stack.WaitFor(t, 3*time.Minute, "every Pod to be gone", func() bool {
+		for _, mode := range modes {
+			if _, ok := gone[mode]; ok {
+				continue
+			}
+			if _, err := w.cs.CoreV1().Pods(w.ns).Get(ctx, mode, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+				gone[mode] = time.Since(deleted[mode])
+			}
+		}
+		return len(gone) == len(modes)
+	})
+	for _, mode := range modes {
+		t.Logf("fault: Vault down, %s Pod deleted 8 s after its creation: gone %v after the delete (grace 30 s)", mode, gone[mode].Round(time.Millisecond))
+		if gone[mode] > 30*time.Second {
+			t.Errorf("%s: the Pod was gone %v after the delete, past its 30 s grace period", mode, gone[mode])
+		}
 	}
 }
 
@@ -183,15 +242,130 @@ done`
 	if n := strings.Count(log, "RELOADED") - reloadsBefore; n != 1 {
 		t.Errorf("the app was reloaded %d times after the outage, want once", n)
 	}
-	pod, err := w.cs.CoreV1().Pods(w.ns).Get(context.Background(), "midlife", metav1.GetOptions{})
+	w.noRestarts("midlife")
+}
+
+// noRestarts fails the test for every container of the Pod that the
+// kubelet restarted.
+func (w *world) noRestarts(name string) {
+	w.t.Helper()
+	pod, err := w.cs.CoreV1().Pods(w.ns).Get(context.Background(), name, metav1.GetOptions{})
 	if err != nil {
-		t.Fatal(err)
+		w.t.Fatal(err)
 	}
 	for _, s := range append(pod.Status.ContainerStatuses, pod.Status.InitContainerStatuses...) {
 		if s.RestartCount != 0 {
-			t.Errorf("container %s was restarted %d times", s.Name, s.RestartCount)
+			w.t.Errorf("container %s was restarted %d times", s.Name, s.RestartCount)
 		}
 	}
+}
+
+// Vault down mid-life over a renewal point, shorter than what is left of
+// the lease: the renewal fails and is retried with backoff; on Vault's
+// return the same lease is renewed: the same credentials (the file is not
+// rewritten), a later expiry in Vault, no reload, no restart.
+func TestFaultVaultDownOverARenewalWithinTheLease(t *testing.T) {
+	t.Parallel()
+	w, p := faultWorld(t)
+	// Renewed at ~2/3 of 30 s (18–20 s in), ends at 30 s; the last renewal
+	// attempt is at 27 s (the margin is a tenth of the lease).
+	db := w.dbRole("30s", "10m")
+	const script = `trap 'echo RELOADED' HUP
+while true; do sleep 0.2; done`
+	pod := w.createViaProxy(w.viaProxy("renews", p, map[string]string{"ramvault.io/secret-db": db, "ramvault.io/reload": "signal:SIGHUP"}, script))
+	w.waitReady("renews", 90*time.Second)
+	// From a renewal on, the schedule is known: the next is 18–20 s later.
+	var first faults.Request
+	stack.WaitFor(t, 40*time.Second, "a first lease renewal", func() bool {
+		var ok bool
+		first, ok = after(p, "sys/leases/renew", time.Time{}, is2xx)
+		return ok
+	})
+	file := filepath.Join(w.secretsDir(string(pod.UID)), "db")
+	before, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var creds struct {
+		Username string `json:"username"`
+	}
+	if err := json.Unmarshal(before, &creds); err != nil || creds.Username == "" {
+		t.Fatalf("the db file holds no username (%v)", err)
+	}
+	id, expires := w.lease(db)
+	reloadsBefore := strings.Count(w.logsSoFar("renews", "app"), "RELOADED")
+	renewalsBefore := len(p.Matching("sys/leases/renew"))
+
+	time.Sleep(time.Until(first.End.Add(12 * time.Second)))
+	if err := p.Set(faults.Mode{Kind: faults.Refuse}); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Now()
+	// Back 2 s before the last attempt: a renewal that gave up when its next
+	// backoff would pass the lease's end (as it did) has given up by then.
+	time.Sleep(time.Until(first.End.Add(25 * time.Second)))
+	if len(p.Matching("sys/leases/renew")) != renewalsBefore {
+		t.Fatal("a renewal went through before the outage began: the schedule is not the one assumed")
+	}
+	back := time.Now()
+	if err := p.Set(faults.Mode{Kind: faults.Forward}); err != nil {
+		t.Fatal(err)
+	}
+	var renewed faults.Request
+	stack.WaitFor(t, 20*time.Second, "the lease renewed after Vault's return", func() bool {
+		var ok bool
+		renewed, ok = after(p, "sys/leases/renew", back, is2xx)
+		return ok
+	})
+	attempts := 0
+	for _, l := range strings.Split(w.logsSoFar("renews", "ramvault-agent"), "\n") {
+		if strings.Contains(l, "retrying") && strings.Contains(l, `"renew db"`) {
+			attempts++
+		}
+	}
+	t.Logf("fault: Vault down %v over a renewal point (lease 30 s): %d failed renewal attempts, the same lease renewed %v after its return",
+		back.Sub(down).Round(time.Second), attempts, renewed.End.Sub(back).Round(time.Millisecond))
+	if attempts < 2 {
+		t.Errorf("%d failed renewal attempts logged during the outage; want it retried", attempts)
+	}
+	if r, ok := after(p, db, down, func(int) bool { return true }); ok {
+		t.Errorf("the credentials were fetched anew (%s at %v): want the lease renewed", r.Path, r.Start.Sub(down).Round(time.Millisecond))
+	}
+	if id2, expires2 := w.lease(db); id2 != id || !expires2.After(expires) {
+		t.Errorf("Vault's lease %s expires %v; before the outage %s expired %v: want the same lease, renewed", id2, expires2, id, expires)
+	}
+	time.Sleep(2 * time.Second) // a reload would follow a write at once
+	if after, err := os.ReadFile(file); err != nil || string(after) != string(before) {
+		t.Errorf("the db file changed (%v)", err)
+	}
+	if n := strings.Count(w.logsSoFar("renews", "app"), "RELOADED") - reloadsBefore; n != 0 {
+		t.Errorf("the app was reloaded %d times, want 0", n)
+	}
+	w.noRestarts("renews")
+}
+
+// lease is the one lease of the Pod under the database role at path, and
+// when Vault says it expires.
+func (w *world) lease(path string) (string, time.Time) {
+	w.t.Helper()
+	l, err := w.vc.Logical().List("sys/leases/lookup/" + path)
+	if err != nil || l == nil {
+		w.t.Fatalf("the Pod's lease: %v %v", l, err)
+	}
+	keys, _ := l.Data["keys"].([]any)
+	if len(keys) != 1 {
+		w.t.Fatalf("%d leases, want 1", len(keys))
+	}
+	id := path + "/" + fmt.Sprint(keys[0])
+	info, err := w.vc.Logical().Write("sys/leases/lookup", map[string]any{"lease_id": id})
+	if err != nil || info == nil {
+		w.t.Fatalf("look up lease: %v", err)
+	}
+	expires, err := time.Parse(time.RFC3339Nano, fmt.Sprint(info.Data["expire_time"]))
+	if err != nil {
+		w.t.Fatalf("lease expire_time %v: %v", info.Data["expire_time"], err)
+	}
+	return id, expires
 }
 
 // Vault answering 500, 503 and 429 with Retry-After: the agent backs off
