@@ -512,17 +512,12 @@ func (in *injection) apply() {
 	case spec.ModeNative:
 		first = in.sidecarAgent()
 		first.RestartPolicy = new(corev1.ContainerRestartPolicyAlways)
-		// The kubelet starts the next containers once the agent has
-		// started: its postStart hook returned and its startup probe
-		// succeeded. The hook returns when every secret has been written
-		// once, or after nativeHookWait: the kubelet cannot stop a Pod
-		// while a postStart hook runs (a Pod deleted while Vault is down
-		// would stay until the hook's end). The startup probe then holds
-		// the app; after nativeStartupFailures of its 1 s periods the
-		// kubelet restarts the agent.
+		// The kubelet starts the next containers once this hook returns:
+		// when every secret has been written once. A startup probe would do
+		// the same a tick of its period later (up to 1 s on every Pod).
+		// After 2 min the hook fails, and the kubelet restarts the agent.
 		first.Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
-			Command: []string{spec.AgentBinary, spec.AwaitStartup, "--timeout=" + nativeHookWait, "--then-startup-probe"}}}}
-		first.StartupProbe = agentProbe("/startup", 1, nativeStartupFailures)
+			Command: []string{spec.AgentBinary, spec.AwaitStartup, "--timeout=2m"}}}}
 		first.LivenessProbe = agentProbe("/healthz", 10, 3)
 	case spec.ModeClassic:
 		first = in.agent(AgentInitContainer, "init")
@@ -658,18 +653,6 @@ func agentProbe(path string, period, failures int32) *corev1.Probe {
 		FailureThreshold: failures,
 	}
 }
-
-// nativeHookWait bounds the native sidecar's postStart hook, and with it
-// how long the deletion of a Pod whose agent waits for Vault is held back
-// (the kubelet runs the hook within the Pod's sync, without a deadline,
-// and handles the deletion only after it). A first write takes well under
-// a second; one that takes longer is waited for by the startup probe.
-const nativeHookWait = "3s"
-
-// nativeStartupFailures is the native sidecar's startup probe's failure
-// threshold at a 1 s period: the agent has 2 min to write every secret
-// (the hook's wait before there was a probe), then the kubelet restarts it.
-const nativeStartupFailures = 120
 
 // agentShutdownGrace is the agent's --shutdown-grace (its default): how long
 // it may take to revoke after SIGTERM.

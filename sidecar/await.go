@@ -15,15 +15,10 @@ import (
 // awaitStartup is `ramvault-agent await-startup`: it waits until the agent
 // answering on addr (the one in this container) has written every secret,
 // then exits 0; after timeout it exits 1 saying what the agent last
-// answered, or, with --then-startup-probe, exits 0 saying it leaves the
-// wait to the container's startup probe. The injector runs it as the
-// native sidecar's postStart hook: the kubelet starts the app containers
-// once the agent is started (its hook has returned and its startup probe
-// succeeded), so in the usual case the app starts as soon as the files
-// are there. The hook's wait is short because the kubelet cannot stop a
-// Pod while one of its postStart hooks runs (it runs it in the Pod's sync,
-// without a deadline, and handles the deletion only after it): a Pod
-// deleted while Vault is down would otherwise stay until the hook's end.
+// answered. The injector runs it as the native sidecar's postStart hook: the
+// kubelet starts the app containers once a restartable init container without
+// a startup probe is running and its postStart hook has returned, so the app
+// starts as soon as the files are there, not at the next tick of a probe.
 // The answers it relays are the agent's own words ("secrets not written
 // yet"), never a value.
 func awaitStartup(ctx context.Context, args []string, stderr io.Writer) int {
@@ -32,7 +27,6 @@ func awaitStartup(ctx context.Context, args []string, stderr io.Writer) int {
 	addr := fs.String("addr", fmt.Sprintf("127.0.0.1:%d", spec.AgentHealthPort), "the agent's health address")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up (exit 1) after this long")
 	interval := fs.Duration("interval", 20*time.Millisecond, "time between two asks")
-	probe := fs.Bool("then-startup-probe", false, "the container has a startup probe on the agent's /startup: after --timeout exit 0, leaving the wait to it")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -43,7 +37,6 @@ func awaitStartup(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ramvault-agent %s: want only --addr, and a positive --timeout and --interval\n", spec.AwaitStartup)
 		return 2
 	}
-	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
@@ -66,10 +59,6 @@ func awaitStartup(ctx context.Context, args []string, stderr io.Writer) int {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			if *probe && parent.Err() == nil {
-				fmt.Fprintf(stderr, "ramvault-agent: secrets not written within %s (the agent's last answer: %s); the startup probe holds the app until they are\n", *timeout, last)
-				return 0
-			}
 			fmt.Fprintf(stderr, "ramvault-agent: secrets not written within %s (the agent's last answer: %s); its log says why\n", *timeout, last)
 			return 1
 		case <-t.C:

@@ -138,12 +138,8 @@ func TestFaultVaultDownWhenThePodStarts(t *testing.T) {
 	}
 }
 
-// Deleting a Pod that waits for a down Vault, in each mode, with the
-// default grace period (30 s): the Pod is gone within it. (The native
-// sidecar's postStart hook used to wait up to 2 min, and the kubelet
-// handles a deletion only once a postStart hook has returned: such a Pod
-// stayed ~2 min. The hook now waits 3 s at most; the startup probe holds
-// the app after that.)
+// Deleting a Pod that waits for a down Vault, in classic and init-only
+// modes, with the default grace period (30 s): the Pod is gone within it.
 func TestFaultDeletingAPodThatWaitsForVault(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, kvPolicy)
@@ -151,7 +147,14 @@ func TestFaultDeletingAPodThatWaitsForVault(t *testing.T) {
 		t.Skip("the fault proxy listens on the local stack's pod bridge")
 	}
 	path := w.kv()
-	modes := []string{"native", "classic", "init-only"}
+	// Not native mode: its postStart hook holds the app until the secrets
+	// are written, and the kubelet handles a deletion only once a running
+	// postStart hook returns (it runs the hook inside the Pod's sync, under
+	// a context a deletion does not cancel): such a Pod goes when the hook
+	// gives up, after 2 min (measured 1 min 55 s). Bounding the hook and
+	// holding the app with a startup probe instead made every native Pod
+	// 1.7 s slower to become Ready, so that was not kept (docs/operations.md).
+	modes := []string{"classic", "init-only"}
 	for _, mode := range modes {
 		p := faults.Start(t, stack.Gateway, w.env.PodVaultAddr)
 		if err := p.Set(faults.Mode{Kind: faults.Refuse}); err != nil {
@@ -161,7 +164,7 @@ func TestFaultDeletingAPodThatWaitsForVault(t *testing.T) {
 		pod.Spec.TerminationGracePeriodSeconds = nil // the default, 30 s
 		w.createViaProxy(pod)
 	}
-	// Past the native hook's 3 s wait, into the startup probe's.
+	// Well into the init container's wait for Vault.
 	time.Sleep(8 * time.Second)
 	ctx := context.Background()
 	deleted := map[string]time.Time{}
