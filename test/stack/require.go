@@ -115,6 +115,24 @@ func Exclusive(t testing.TB, cfg Config) {
 	t.Cleanup(func() { syscall.Close(fd) })
 }
 
+// LockExclusive is Exclusive for the bench commands (outside a test): it
+// waits until no test binary uses the stack, and returns the release.
+func LockExclusive() (func(), error) {
+	cfg, err := Config{}.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	fd, err := lockFile(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(fd, syscall.LOCK_EX); err != nil {
+		syscall.Close(fd)
+		return nil, err
+	}
+	return func() { syscall.Close(fd) }, nil
+}
+
 func lockFile(root string) (int, error) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return -1, err
