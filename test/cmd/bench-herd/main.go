@@ -230,6 +230,10 @@ path "database/creds/bench-herd" { capabilities = ["read"] }`, nil)
 		}
 	}
 	steadyN := count(times, steadyFrom, down)
+	if steadyN == 0 {
+		return fmt.Errorf("no request of namespace %s in the audit log's steady window (%d lines matched in all; the proxy forwarded %d in that window)",
+			ns, len(times), count(forwarded, steadyFrom, down))
+	}
 	steady := float64(steadyN) / down.Sub(steadyFrom).Seconds()
 	peak, peakAt := peakRate(times, back, end, c.bucket)
 	steadyPeak, _ := peakRate(times, steadyFrom, down, c.bucket)
