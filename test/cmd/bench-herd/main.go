@@ -98,10 +98,6 @@ func progress(f string, a ...any) {
 
 func run(c config) error {
 	ctx := context.Background()
-	root, err := stack.RepoRoot()
-	if err != nil {
-		return err
-	}
 	if c.exclusive {
 		progress("waiting for the stack's exclusive lock (no test binary using it)")
 		release, err := stack.LockExclusive()
@@ -137,11 +133,9 @@ path "database/creds/bench-herd" { capabilities = ["read"] }`, nil)
 		return err
 	}
 	defer os.RemoveAll(work)
-	agentBin := filepath.Join(work, "ramvault-agent")
-	b := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", agentBin, "./cmd/ramvault-agent")
-	b.Dir, b.Env = root, append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := b.CombinedOutput(); err != nil {
-		return fmt.Errorf("build agent: %v\n%s", err, out)
+	agentBin, err := stack.BuildAgent(work)
+	if err != nil {
+		return err
 	}
 
 	// The audit device: every request Vault answers, one JSON line each.
