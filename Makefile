@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X github.com/ramvault/ramvault/pkg/version.Version=$(VERSION)
 IMAGE_TAG ?= dev
 export CGO_ENABLED := 0
 
-.PHONY: all build deps tools vet test unit fuzz dev-up dev-down dev-status demo bench-agent bench-pods image image-size clean bench-webhook bench-scale \
+.PHONY: all build deps tools vet test unit fuzz dev-up dev-down dev-status demo bench-agent bench-herd bench-pods image image-size clean bench-webhook bench-scale \
 	kind-up kind-load deploy-kind e2e-kind kind-down
 
 all: build
@@ -76,6 +76,13 @@ image-size: ## compressed and unpacked size of each image in bin/images, against
 
 bench-agent: dev-up ## ramvault-agent vs Vault Agent 1.21.0: time to files, idle RSS
 	@$(GO) run ./test/cmd/bench-agent
+
+# 50 agents (real processes, real Kubernetes auth) and Vault refused for 60 s
+# by a fault proxy: the peak request rate after its return against the
+# steady rate, from Vault's audit log. About 5 minutes; waits for the stack's
+# exclusive lock. Flags: make bench-herd HERD_FLAGS='-agents 20 -outage 30s'.
+bench-herd: dev-up ## the herd when Vault returns after an outage: peak vs steady request rate
+	@$(GO) run ./test/cmd/bench-herd $(HERD_FLAGS)
 
 bench-pods: dev-up ## Pod create→Ready with and without injection, median of 10 each; ramvault's share over an empty container (goal ≤ 50 ms)
 	@$(GO) run ./test/cmd/bench-pods

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"strconv"
 	"time"
@@ -38,12 +39,22 @@ var (
 	reviewType  = metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "AdmissionReview"}
 )
 
+// DefaultBodyTimeout is how long a request may take to send its body once
+// it has its place in a lane. The apiserver sends a review in one write
+// (milliseconds, even at 1 MiB); without this bound, a client that sends a
+// few bytes a second kept its place for the server's whole ReadTimeout, and
+// 64 such connections held every place of the small lane, so real Pods'
+// reviews waited behind them.
+const DefaultBodyTimeout = 2 * time.Second
+
 // HandlerOptions are what a Handler needs besides the injection defaults.
-// Zero fields are valid: no log, no metrics, no events, DefaultMaxBodyBytes.
+// Zero fields are valid: no log, no metrics, no events, DefaultMaxBodyBytes,
+// DefaultBodyTimeout.
 type HandlerOptions struct {
 	Log          *slog.Logger
 	Metrics      *Metrics
 	MaxBodyBytes int64
+	BodyTimeout  time.Duration
 }
 
 // Handler answers AdmissionReviews (admission.k8s.io/v1) at /mutate. The
@@ -65,6 +76,9 @@ func NewHandler(cfg injector.Config, opts HandlerOptions) *Handler {
 	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.BodyTimeout <= 0 {
+		opts.BodyTimeout = DefaultBodyTimeout
 	}
 	// A valid configuration is checked here once; an invalid one keeps
 	// failing every request with the message saying what is wrong.
@@ -105,6 +119,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 		return requestInvalid
 	}
 	defer release()
+	// The place is held while the body arrives: bound that. (A server
+	// without connection deadlines, e.g. httptest's recorder, has none.)
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.opts.BodyTimeout))
 	var buf bytes.Buffer
 	if n := r.ContentLength; n > 0 && n <= h.opts.MaxBodyBytes {
 		// One allocation (the apiserver says the length): ReadFrom grows
@@ -115,6 +132,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 	body := buf.Bytes()
 	if tooBig := (*http.MaxBytesError)(nil); errors.As(err, &tooBig) {
 		http.Error(w, fmt.Sprintf("request body over %d bytes", tooBig.Limit), http.StatusRequestEntityTooLarge)
+		return requestInvalid
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		http.Error(w, fmt.Sprintf("request body not received within %v", h.opts.BodyTimeout), http.StatusRequestTimeout)
 		return requestInvalid
 	}
 	if err != nil {

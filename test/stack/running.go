@@ -3,6 +3,8 @@ package stack
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 
 	corev1 "k8s.io/api/core/v1"
@@ -52,4 +54,21 @@ func AppNamespace(ctx context.Context, cs kubernetes.Interface, ns string) error
 		return err
 	}
 	return nil
+}
+
+// BuildAgent builds ramvault-agent of this checkout into dir (static, as
+// the image has it) for the bench commands that run it on the host, and
+// returns its path.
+func BuildAgent(dir string) (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "ramvault-agent")
+	b := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/ramvault-agent")
+	b.Dir, b.Env = root, append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := b.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build agent: %v\n%s", err, out)
+	}
+	return bin, nil
 }

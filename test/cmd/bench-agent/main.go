@@ -85,11 +85,9 @@ path "database/creds/bench-agent" { capabilities = ["read"] }`, map[string]any{"
 	if err := os.WriteFile(tokenFile, []byte(tr.Status.Token), 0o600); err != nil {
 		return err
 	}
-	agentBin := filepath.Join(work, "ramvault-agent")
-	b := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", agentBin, "./cmd/ramvault-agent")
-	b.Dir, b.Env = root, append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := b.CombinedOutput(); err != nil {
-		return fmt.Errorf("build agent: %v\n%s", err, out)
+	agentBin, err := stack.BuildAgent(work)
+	if err != nil {
+		return err
 	}
 	vaultBin := filepath.Join(root, "bin", "vault")
 
