@@ -332,7 +332,7 @@ func tarLayout(dir, out string, annotations map[string]string, epoch time.Time) 
 		return err
 	}
 
-	tmp, err := os.CreateTemp(filepath.Dir(out), ".layout-*.tar")
+	tmp, err := os.CreateTemp(filepath.Dir(out), ".layout-*.tmp")
 	if err != nil {
 		return err
 	}
