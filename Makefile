@@ -14,27 +14,30 @@ all: build
 build: ## product binaries into bin/
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/ramvault ./cmd/ramvault-agent ./cmd/kubectl-ramvault
 
+# Each step prints `time: STEP Ns` (test/tools/timed.sh); build.sh also prints one per tool it builds.
+T := test/tools/timed.sh
+
 deps: ## Debian packages (only what is missing)
-	@test/tools/deps.sh
+	@$(T) deps test/tools/deps.sh
 
 tools: ## real Kubernetes, etcd, Vault, Helm, vault-k8s, Prometheus (+ promtool) and the pause binary into bin/ (only what is missing or changed)
-	@test/tools/build.sh
-	@test/tools/build-helm.sh
-	@test/tools/build-vaultk8s.sh
-	@test/tools/build-prometheus.sh
-	@$(GO) build -trimpath -ldflags "-s -w" -o bin/pause ./test/images/pause
+	@$(T) tools test/tools/build.sh
+	@$(T) helm test/tools/build-helm.sh
+	@$(T) vault-k8s test/tools/build-vaultk8s.sh
+	@$(T) prometheus test/tools/build-prometheus.sh
+	@$(T) pause $(GO) build -trimpath -ldflags "-s -w" -o bin/pause ./test/images/pause
 
 # (the tools modules are thin mains that `make tools` compiles; vetting them
 # would re-typecheck all of Kubernetes and Vault for nothing)
 vet:
-	$(GO) vet ./...
+	@$(T) vet $(GO) vet ./...
 
 # Every test: unit, integration and end to end on the real stack. The stack is
 # started by the first test that needs it and torn down at the end, pass or fail.
 test: deps tools vet image
 	@status=0; \
-	$(GO) test -count=1 -timeout 45m ./... || status=$$?; \
-	$(GO) run ./test/cmd/devstack down || status=$$?; \
+	$(T) go-test $(GO) test -count=1 -timeout 45m ./... || status=$$?; \
+	$(T) dev-down $(GO) run ./test/cmd/devstack down || status=$$?; \
 	exit $$status
 
 # Each fuzz target for FUZZTIME (default 10m), one after the other; what a
@@ -54,7 +57,7 @@ unit: ## tests that need no stack
 	$(GO) test -count=1 ./pkg/... ./injector/... ./sidecar/... ./cmd/...
 
 dev-up: deps tools image ## start the local stack in the background, ramvault deployed in it (dev overlay); writes .dev/env
-	@$(GO) run ./test/cmd/devstack up
+	@$(T) dev-up $(GO) run ./test/cmd/devstack up
 
 dev-down: ## stop the local stack and clean the host
 	@$(GO) run ./test/cmd/devstack down
@@ -66,7 +69,7 @@ demo: dev-up ## the stack, the agent image, an app Pod getting rotating secrets 
 	@$(GO) run ./test/cmd/demo
 
 image: ## the Dockerfile's images for linux/amd64+arm64, tagged VERSION and dev: OCI archives and SBOMs in bin/images/ (IMAGES_DIR)
-	@test/tools/image.sh $(VERSION)
+	@$(T) image test/tools/image.sh $(VERSION)
 
 image-size: ## compressed and unpacked size of each image and platform in bin/images, against the goals
 	@$(GO) run ./test/cmd/image-size

@@ -190,6 +190,7 @@ func (a *agent) Run(ctx context.Context) error {
 		a.log.Info("all secrets written; handing over to the sidecar", "secrets", len(a.cfg.Spec.Secrets))
 		return nil
 	}
+	releaseMemory()
 	var wg sync.WaitGroup
 	wg.Go(func() { a.tokenLoop(ctx) })
 	for _, d := range a.graph.deps {

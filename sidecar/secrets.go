@@ -331,6 +331,7 @@ func (a *agent) update(ctx context.Context, what string, due []*dep) bool {
 		return false
 	}
 	a.reloader.Reload(ctx, a.reloadsOf(written))
+	releaseMemory()
 	return true
 }
 

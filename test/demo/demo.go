@@ -24,6 +24,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
+	vault "github.com/hashicorp/vault/api"
+
 	"github.com/ramvault/ramvault/test/stack"
 )
 
@@ -61,17 +63,7 @@ func Run(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	say := func(f string, a ...any) { fmt.Fprintf(out, "demo: "+f+"\n", a...) }
-	say("configuring Vault: KV secret secret/%s/config, database role %s (TTL 10s, max 20s), Kubernetes auth role %s for %s/%s",
-		role, role, role, ns, sa)
-	if _, err := vc.KVv2("secret").Put(ctx, role+"/config", map[string]any{"api_key": fmt.Sprintf("demo-%d", time.Now().UnixNano())}); err != nil {
-		return err
-	}
-	if _, err := env.AppRole(ctx, role, ns, `path "secret/data/`+role+`/*" { capabilities = ["read"] }
-path "database/creds/`+role+`" { capabilities = ["read"] }
-path "sys/leases/revoke" { capabilities = ["update"] }`, map[string]any{"bound_service_account_names": sa, "token_ttl": "1h"}); err != nil {
-		return err
-	}
-	if _, _, err := env.DBRole(ctx, role, "10s", "20s"); err != nil {
+	if err := setupVault(ctx, env, vc, say); err != nil {
 		return err
 	}
 
@@ -150,6 +142,33 @@ path "sys/leases/revoke" { capabilities = ["update"] }`, map[string]any{"bound_s
 Stop everything with: make dev-down
 `, ns, deployment, pod.Name)
 	return nil
+}
+
+// SetupVault is the demo's first step alone (`go run ./test/cmd/demo
+// -setup-vault`): the running stack's Vault configured for the example app.
+func SetupVault(ctx context.Context, out io.Writer) error {
+	env, _, vc, err := stack.Clients()
+	if err != nil {
+		return err
+	}
+	return setupVault(ctx, env, vc, func(f string, a ...any) { fmt.Fprintf(out, "demo: "+f+"\n", a...) })
+}
+
+// setupVault writes the example's KV secret (a fresh value each run, never
+// shown), its policy and Kubernetes auth role, and its database role.
+func setupVault(ctx context.Context, env stack.Env, vc *vault.Client, say func(string, ...any)) error {
+	say("configuring Vault: KV secret secret/%s/config, database role %s (TTL 10s, max 20s), Kubernetes auth role %s for %s/%s",
+		role, role, role, ns, sa)
+	if _, err := vc.KVv2("secret").Put(ctx, role+"/config", map[string]any{"api_key": fmt.Sprintf("demo-%d", time.Now().UnixNano())}); err != nil {
+		return err
+	}
+	if _, err := env.AppRole(ctx, role, ns, `path "secret/data/`+role+`/*" { capabilities = ["read"] }
+path "database/creds/`+role+`" { capabilities = ["read"] }
+path "sys/leases/revoke" { capabilities = ["update"] }`, map[string]any{"bound_service_account_names": sa, "token_ttl": "1h"}); err != nil {
+		return err
+	}
+	_, _, err := env.DBRole(ctx, role, "10s", "20s")
+	return err
 }
 
 func okText(ok bool, errText string) string {

@@ -3,16 +3,9 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -46,23 +39,21 @@ type vaultK8s struct {
 // certificate of its own, until the test ends.
 func startVaultK8s(t *testing.T) *vaultK8s {
 	t.Helper()
-	root, err := stack.RepoRoot()
+	bin, err := stack.Tool("vault-k8s")
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(root, "bin", "vault-k8s")
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("the reference injector: %v (build it: test/tools/build-vaultk8s.sh, which make test runs)", err)
 	}
-	dir := t.TempDir()
-	certFile, keyFile, pool := loopbackCert(t, dir)
+	cert := stack.NewTestCert(t, net.IPv4(127, 0, 0, 1))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
 	l.Close()
-	cmd := exec.Command(bin, "--listen", addr, "--tls-cert-file", certFile, "--tls-key-file", keyFile, "--vault-address", "http://vault.invalid:8200", "--log-level", "warn")
+	cmd := exec.Command(bin, "--listen", addr, "--tls-cert-file", cert.CertFile, "--tls-key-file", cert.KeyFile, "--vault-address", "http://vault.invalid:8200", "--log-level", "warn")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -70,7 +61,7 @@ func startVaultK8s(t *testing.T) *vaultK8s {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	v := &vaultK8s{url: "https://" + addr, client: &http.Client{Timeout: 10 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}}
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: cert.CAPool}}}}
 	stack.WaitFor(t, 20*time.Second, "vault-k8s to serve", func() bool {
 		r, err := v.client.Get(v.url + "/health/ready")
 		if err != nil {
@@ -80,38 +71,6 @@ func startVaultK8s(t *testing.T) *vaultK8s {
 		return r.StatusCode < 300
 	})
 	return v
-}
-
-// loopbackCert writes a self-signed certificate for 127.0.0.1.
-func loopbackCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "vault-k8s"},
-		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	pool = x509.NewCertPool()
-	pool.AddCert(c)
-	return certFile, keyFile, pool
 }
 
 // templates are the template stanzas of the Vault Agent configuration
@@ -199,10 +158,6 @@ func (v *vaultK8s) templates(t *testing.T, name string, p *corev1.Pod) []map[str
 // manifest and destination.
 func vaultAgentOnce(t *testing.T, w *world, ms []manifest) map[string]map[string][]byte {
 	t.Helper()
-	root, err := stack.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	tok, err := w.vc.Auth().Token().Create(&vault.TokenCreateRequest{Policies: []string{w.role}, TTL: "10m"})
 	if err != nil {
@@ -239,7 +194,11 @@ func vaultAgentOnce(t *testing.T, w *world, ms []manifest) map[string]map[string
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(root, "bin", "vault"), "agent", "-config="+conf, "-log-level=warn")
+	vaultBin, err := stack.Tool("vault")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, vaultBin, "agent", "-config="+conf, "-log-level=warn")
 	cmd.Env = []string{"HOME=" + dir, "PATH=/usr/bin:/bin"}
 	start := time.Now()
 	if out, err := cmd.CombinedOutput(); err != nil {

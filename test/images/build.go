@@ -110,7 +110,7 @@ func Build(ctx context.Context, o Options) error {
 	if err := os.WriteFile(stamp, []byte(inputs), 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(o.Log, "time: image %s\n", since(start))
+	fmt.Fprintf(o.Log, "image: all built in %s\n", since(start))
 	return nil
 }
 

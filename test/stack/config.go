@@ -85,6 +85,16 @@ func (c Config) withDefaults() (Config, error) {
 	return c, err
 }
 
+// Tool is the path of a binary `make tools` builds: in $RAMVAULT_BIN, else
+// the checkout's bin/ (as the stack finds its own).
+func Tool(name string) (string, error) {
+	c, err := Config{}.withDefaults()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(c.Bin, name), nil
+}
+
 // RepoRoot finds the ramvault checkout containing the working directory.
 func RepoRoot() (string, error) {
 	dir, err := os.Getwd()

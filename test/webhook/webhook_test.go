@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,11 +33,11 @@ import (
 // apiserver makes of its answers.
 func TestWebhook(t *testing.T) {
 	c := newCluster(t)
-	ca := newTestCA(t)
-	wh := c.startWebhook(t, "", "--tls-cert-file="+ca.certFile, "--tls-key-file="+ca.keyFile)
+	ca := stack.NewTestCert(t, net.ParseIP(stack.Gateway))
+	wh := c.startWebhook(t, "", "--tls-cert-file="+ca.CertFile, "--tls-key-file="+ca.KeyFile)
 	wh.waitHTTP(t, "/readyz", 200, nil)
 	id := randHex(4)
-	c.register(t, id, wh.url(), ca.caPEM)
+	c.register(t, id, wh.url(), ca.CAPEM)
 	ns := c.namespace(t, id, nil)
 	c.waitActive(t, ns)
 	ctx := context.Background()
@@ -280,10 +281,10 @@ func mustJSON(t *testing.T, v any) []byte {
 // (failurePolicy: Fail) and the others are not even sent.
 func TestWebhookDown(t *testing.T) {
 	c := newCluster(t)
-	ca := newTestCA(t)
-	wh := c.startWebhook(t, "", "--tls-cert-file="+ca.certFile, "--tls-key-file="+ca.keyFile)
+	ca := stack.NewTestCert(t, net.ParseIP(stack.Gateway))
+	wh := c.startWebhook(t, "", "--tls-cert-file="+ca.CertFile, "--tls-key-file="+ca.KeyFile)
 	id := randHex(4)
-	c.register(t, id, wh.url(), ca.caPEM)
+	c.register(t, id, wh.url(), ca.CAPEM)
 	ns := c.namespace(t, id, nil)
 	c.waitActive(t, ns)
 	if code := wh.stop(); code != 0 {
