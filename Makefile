@@ -1,9 +1,9 @@
 # ramvault — see README.md. Verbs: build test demo dev-up dev-down tools deps vet.
 SHELL := /bin/bash
 GO ?= go
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The release: the VERSION file (the images' tag and label, stamped into the binaries).
+VERSION ?= $(shell cat VERSION)
 LDFLAGS := -s -w -X github.com/ramvault/ramvault/pkg/version.Version=$(VERSION)
-IMAGE_TAG ?= dev
 export CGO_ENABLED := 0
 
 .PHONY: all build deps tools vet test unit fuzz dev-up dev-down dev-status demo bench-agent bench-herd bench-pods image image-size clean bench-webhook bench-scale \
@@ -68,10 +68,10 @@ dev-status:
 demo: dev-up ## the stack, the agent image, an app Pod getting rotating secrets on tmpfs
 	@$(GO) run ./test/cmd/demo
 
-image: ## both Dockerfile targets (buildah here, docker where present); OCI archives in bin/images/
-	@$(T) image test/tools/image.sh $(IMAGE_TAG) $(VERSION)
+image: ## the Dockerfile's images for linux/amd64+arm64, tagged VERSION and dev: OCI archives and SBOMs in bin/images/ (IMAGES_DIR)
+	@$(T) image test/tools/image.sh $(VERSION)
 
-image-size: ## compressed and unpacked size of each image in bin/images, against the goals
+image-size: ## compressed and unpacked size of each image and platform in bin/images, against the goals
 	@$(GO) run ./test/cmd/image-size
 
 bench-agent: dev-up ## ramvault-agent vs Vault Agent 1.21.0: time to files, idle RSS

@@ -11,7 +11,8 @@ if ! compgen -G "$debs/nginx_*.deb" >/dev/null; then
   mkdir -p "$debs"
   (cd "$debs" && apt-get download -qq nginx 2>/dev/null) || { echo "deps: apt-get download nginx failed" >&2; exit 1; }
 fi
-pkgs="containerd runc containernetworking-plugins postgresql busybox-static iproute2 iptables util-linux buildah openssl ca-certificates"
+# qemu-user-static: test/images runs the arm64 agent of the image under qemu-aarch64-static.
+pkgs="containerd runc containernetworking-plugins postgresql busybox-static iproute2 iptables util-linux buildah openssl ca-certificates qemu-user-static"
 missing=()
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,13 +6,14 @@
 #                              (examples/kind), setup-vault.sh, then the example app
 #   test/tools/kind.sh e2e [go test flags…]   go test ./test/e2e/ against the cluster
 #   test/tools/kind.sh down    delete the cluster
-# Environment: KIND_CLUSTER (ramvault), IMAGE_TAG (dev), KIND_VAULT_PORT (18200)
+# Environment: KIND_CLUSTER (ramvault), KIND_VAULT_PORT (18200)
 # and KIND_PG_PORT (15433) for the e2e port-forwards.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 cluster=${KIND_CLUSTER:-ramvault}
-tag=${IMAGE_TAG:-dev}
+# image.sh tags VERSION and dev: the kind overlay runs dev, examples/ VERSION.
+tags="$(cat VERSION) dev"
 vault_port=${KIND_VAULT_PORT:-18200}
 pg_port=${KIND_PG_PORT:-15433}
 images="ramvault-agent ramvault ramvault-example-app"
@@ -55,13 +56,15 @@ up() {
 
 load() {
   need docker kind
-  say "building images (tag $tag) from the Dockerfile"
-  test/tools/image.sh "$tag"
+  say "building images (tags $tags) from the Dockerfile"
+  test/tools/image.sh
   exists || die "no kind cluster $cluster: run test/tools/kind.sh up"
-  local i
+  local i tag
   for i in $images; do
-    say "loading localhost/$i:$tag into $cluster"
-    kind load docker-image --name "$cluster" "localhost/$i:$tag"
+    for tag in $tags; do
+      say "loading localhost/$i:$tag into $cluster"
+      kind load docker-image --name "$cluster" "localhost/$i:$tag"
+    done
   done
 }
 

@@ -187,22 +187,6 @@ var deliberateDifferences = []deliberate{{
 		return chart, kust
 	},
 }, {
-	why:  "the images: the chart's tags default to its appVersion, never a mutable tag; the base's are :dev",
-	when: func(values string) bool { return !slices.Contains([]string{"dev", "kind"}, exampleName(values)) },
-	apply: func(chart, kust []*unstructured.Unstructured) ([]*unstructured.Unstructured, []*unstructured.Unstructured) {
-		for _, u := range chart {
-			replaceStrings(u.Object, func(s string) string {
-				for _, im := range []string{"localhost/ramvault", "localhost/ramvault-agent"} {
-					if rest, ok := strings.CutPrefix(s, im+":"); ok && !strings.Contains(rest, "/") {
-						return im + ":dev"
-					}
-				}
-				return s
-			})
-		}
-		return chart, kust
-	},
-}, {
 	why: "self-signed: the chart creates the webhook's Secret and Lease empty, so that helm uninstall removes them " +
 		"and the Role needs no create (which cannot be limited to a name)",
 	when: isMode("self-signed"),
