@@ -9,6 +9,7 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -26,7 +27,8 @@ const Timeout = 10 * time.Second
 
 // Client makes the webhook's calls to the apiserver: Secrets
 // (core/v1), its MutatingWebhookConfiguration (admissionregistration/v1),
-// its Lease (coordination/v1) and GET /version.
+// its Lease (coordination/v1) and GET /version; and those of `ramvault
+// status`: Pods and their proxy (core/v1), Deployments (apps/v1).
 //
 // It is client-go's REST client with a scheme of only those kinds, not the
 // generated typed clients: each of those imports
@@ -37,14 +39,15 @@ const Timeout = 10 * time.Second
 // apierrors.IsNotFound, IsConflict and IsAlreadyExists. Each group has its
 // own client, so its own client-side rate limit, as before.
 type Client struct {
-	core, admission, coordination rest.Interface
+	core, admission, coordination, apps rest.Interface
 }
 
 // scheme knows the kinds the webhook reads and writes, and the Status of
 // errors.
 func scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
-	s.AddKnownTypes(corev1.SchemeGroupVersion, &corev1.Secret{})
+	s.AddKnownTypes(corev1.SchemeGroupVersion, &corev1.Secret{}, &corev1.Pod{}, &corev1.PodList{})
+	s.AddKnownTypes(appsv1.SchemeGroupVersion, &appsv1.Deployment{})
 	s.AddKnownTypes(admissionregistrationv1.SchemeGroupVersion, &admissionregistrationv1.MutatingWebhookConfiguration{})
 	s.AddKnownTypes(coordinationv1.SchemeGroupVersion, &coordinationv1.Lease{})
 	metav1.AddToGroupVersion(s, corev1.SchemeGroupVersion) // Status, unversioned: the errors of every group
@@ -81,6 +84,9 @@ func New(rc *rest.Config) (*Client, error) {
 	if c.coordination, err = client("/apis", coordinationv1.SchemeGroupVersion); err != nil {
 		return nil, err
 	}
+	if c.apps, err = client("/apis", appsv1.SchemeGroupVersion); err != nil {
+		return nil, err
+	}
 	return &c, nil
 }
 
@@ -98,6 +104,19 @@ func (c *Client) Secrets(ns string) Resource { return Resource{c.core, "secrets"
 // Leases are the coordination.k8s.io/v1 Leases of namespace ns.
 func (c *Client) Leases(ns string) Resource { return Resource{c.coordination, "leases", ns} }
 
+// Pods are the Pods of namespace ns.
+func (c *Client) Pods(ns string) Resource { return Resource{c.core, "pods", ns} }
+
+// Deployments are the apps/v1 Deployments of namespace ns.
+func (c *Client) Deployments(ns string) Resource { return Resource{c.apps, "deployments", ns} }
+
+// PodProxyGet is GET path on port of Pod name through the apiserver's pod
+// proxy (pods/proxy, verb get), and the answer's body.
+func (c *Client) PodProxyGet(ctx context.Context, ns, name string, port int, path string) ([]byte, error) {
+	return c.core.Get().Namespace(ns).Resource("pods").Name(fmt.Sprintf("%s:%d", name, port)).
+		SubResource("proxy").Suffix(path).Do(ctx).Raw()
+}
+
 // WebhookConfigs are the MutatingWebhookConfigurations.
 func (c *Client) WebhookConfigs() Resource {
 	return Resource{c.admission, "mutatingwebhookconfigurations", ""}
@@ -110,6 +129,16 @@ func (r Resource) on(req *rest.Request) *rest.Request {
 // Get reads the object name into out.
 func (r Resource) Get(ctx context.Context, name string, out runtime.Object) error {
 	return r.on(r.client.Get()).Name(name).Do(ctx).Into(out)
+}
+
+// List reads the objects whose labels match selector ("": all) into out,
+// a list kind.
+func (r Resource) List(ctx context.Context, selector string, out runtime.Object) error {
+	req := r.on(r.client.Get())
+	if selector != "" {
+		req = req.Param("labelSelector", selector)
+	}
+	return req.Do(ctx).Into(out)
 }
 
 // Create creates obj, and reads what the apiserver made of it into out.

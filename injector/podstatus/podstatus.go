@@ -14,17 +14,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/ramvault/ramvault/injector"
+	"github.com/ramvault/ramvault/injector/kube"
 	"github.com/ramvault/ramvault/pkg/spec"
 )
 
@@ -121,12 +121,21 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "status: kubeconfig: %v\n", err)
 		return exitError
 	}
-	cs, err := kubernetes.NewForConfig(rc)
+	cs, err := kube.New(rc)
 	if err != nil {
 		fmt.Fprintf(stderr, "status: %v\n", err)
 		return exitError
 	}
 	return run(ctx, cs, ns, o, time.Now, stdout, stderr)
+}
+
+// clients are the calls status makes. *kube.Client makes them with a
+// scheme of only the kinds it reads: client-go's typed clients would link
+// every API group's types (the ramvault binary went from 26 to 50 MB).
+type clients interface {
+	Pods(ns string) kube.Resource
+	Deployments(ns string) kube.Resource
+	PodProxyGet(ctx context.Context, ns, name string, port int, path string) ([]byte, error)
 }
 
 // Result is one Pod's answer: the agent's document as it sent it, or why
@@ -138,7 +147,7 @@ type Result struct {
 	Error     string          `json:"error,omitempty"`
 }
 
-func run(ctx context.Context, cs kubernetes.Interface, ns string, o options, now func() time.Time, stdout, stderr io.Writer) int {
+func run(ctx context.Context, cs clients, ns string, o options, now func() time.Time, stdout, stderr io.Writer) int {
 	var results []Result
 	code := exitOK
 	for _, t := range o.targets {
@@ -186,29 +195,29 @@ var (
 
 // resolve is the Pods a target names: pod/NAME (po/, pods/), NAME, or
 // deploy/NAME (deployment/, deployments/): every Pod of its selector.
-func resolve(ctx context.Context, cs kubernetes.Interface, ns, target string) ([]corev1.Pod, error) {
+func resolve(ctx context.Context, cs clients, ns, target string) ([]corev1.Pod, error) {
 	kind, name, ok := strings.Cut(target, "/")
 	if !ok {
 		kind, name = "pod", target
 	}
 	switch kind = strings.ToLower(kind); {
 	case podKinds[kind]:
-		p, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
+		var p corev1.Pod
+		if err := cs.Pods(ns).Get(ctx, name, &p); err != nil {
 			return nil, explain(err, "get pods", ns)
 		}
-		return []corev1.Pod{*p}, nil
+		return []corev1.Pod{p}, nil
 	case deploymentKinds[kind]:
-		d, err := cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
+		var d appsv1.Deployment
+		if err := cs.Deployments(ns).Get(ctx, name, &d); err != nil {
 			return nil, explain(err, "get deployments (apps)", ns)
 		}
 		sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 		if err != nil {
 			return nil, fmt.Errorf("deployment %s/%s: selector: %w", ns, name, err)
 		}
-		list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-		if err != nil {
+		var list corev1.PodList
+		if err := cs.Pods(ns).List(ctx, sel.String(), &list); err != nil {
 			return nil, explain(err, "list pods", ns)
 		}
 		if len(list.Items) == 0 {
@@ -233,13 +242,13 @@ func explain(err error, verb, ns string) error {
 
 // ask reads the agent's /status through the pod proxy, after checking that
 // the Pod has an agent that can answer.
-func ask(ctx context.Context, cs kubernetes.Interface, p corev1.Pod) (json.RawMessage, error) {
+func ask(ctx context.Context, cs clients, p corev1.Pod) (json.RawMessage, error) {
 	if err := askable(p); err != nil {
 		return nil, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	b, err := cs.CoreV1().Pods(p.Namespace).ProxyGet("", p.Name, strconv.Itoa(spec.AgentHealthPort), "status", nil).DoRaw(cctx)
+	b, err := cs.PodProxyGet(cctx, p.Namespace, p.Name, spec.AgentHealthPort, "status")
 	switch {
 	case err == nil:
 	case apierrors.IsForbidden(err):

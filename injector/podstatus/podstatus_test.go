@@ -15,11 +15,11 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	"github.com/ramvault/ramvault/injector"
+	"github.com/ramvault/ramvault/injector/kube"
 )
 
 var now = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -145,7 +145,7 @@ func runFake(t *testing.T, f *fakeAPI, args ...string) (int, string, string) {
 	t.Helper()
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
-	cs, err := kubernetes.NewForConfig(&rest.Config{Host: srv.URL})
+	cs, err := kube.New(&rest.Config{Host: srv.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
