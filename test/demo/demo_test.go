@@ -189,6 +189,18 @@ func TestReadmeHelmPath(t *testing.T) {
 			t.Fatalf("the README's Helm path has no %q (this test cleans up by those names):\n%s", want, script)
 		}
 	}
+	// The path starts as a user's does after `make dev-up`, which writes
+	// .dev/env; a stack the tests started has not written it.
+	devEnv := filepath.Join(root, ".dev", "env")
+	if _, err := os.Stat(devEnv); os.IsNotExist(err) {
+		if err := os.MkdirAll(filepath.Dir(devEnv), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(devEnv, []byte(env.Shell()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(devEnv) })
+	}
 	home := t.TempDir()
 	kubectl := func(args ...string) {
 		_ = exec.Command(filepath.Join(root, "bin", "kubectl"), append([]string{"--kubeconfig", env.Kubeconfig}, args...)...).Run()
