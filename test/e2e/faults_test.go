@@ -570,24 +570,43 @@ func TestFaultAgentKilledMidWrite(t *testing.T) {
 			_, _ = w.vc.KVv2("secret").Put(ctx, "e2e/"+w.ns, big(gen))
 		}
 	}()
-	pid := agentPID(t, string(pod.UID))
+	// A kill that lands while the agent is in the rename that puts the
+	// staged file in place still lets that rename finish: then there is no
+	// temporary file left to find, and the test kills the restarted agent
+	// again (at most 5 times).
 	var temp string
-	for deadline := time.Now().Add(30 * time.Second); temp == "" && time.Now().Before(deadline); {
-		ents, _ := os.ReadDir(dir)
-		for _, e := range ents {
-			if strings.HasPrefix(e.Name(), ".kv.tmp-") {
-				temp = e.Name()
+	for attempt := 1; ; attempt++ {
+		pid := agentPID(t, string(pod.UID))
+		temp = ""
+		for deadline := time.Now().Add(30 * time.Second); temp == "" && time.Now().Before(deadline); {
+			ents, _ := os.ReadDir(dir)
+			for _, e := range ents {
+				if strings.HasPrefix(e.Name(), ".kv.tmp-") {
+					temp = e.Name()
+				}
 			}
 		}
-	}
-	if temp == "" {
-		t.Fatal("never saw the agent stage a file in 30 s")
-	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, temp)); err != nil {
-		t.Fatalf("killed while staging, but the temporary file is gone already: %v", err)
+		if temp == "" {
+			t.Fatal("never saw the agent stage a file in 30 s")
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		stack.WaitFor(t, 10*time.Second, "the killed agent to be gone", func() bool {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			return err != nil || strings.Contains(string(b), ") Z ")
+		})
+		if _, err := os.Stat(filepath.Join(dir, temp)); err == nil {
+			break
+		}
+		if attempt == 5 {
+			t.Fatalf("killed the agent 5 times while it staged a file, and each time the rename had finished")
+		}
+		t.Logf("attempt %d: the kill landed after %s was renamed into place; again", attempt, temp)
+		stack.WaitFor(t, 60*time.Second, "the restarted agent", func() bool {
+			p := findAgentPID(string(pod.UID))
+			return p != 0 && p != pid
+		})
 	}
 	killedAt := time.Now()
 	stack.WaitFor(t, 60*time.Second, "the restarted agent to remove the temporary file", func() bool {

@@ -134,6 +134,15 @@ func TestAKilledAgentIsRestartedAndKeepsThePodsOneToken(t *testing.T) {
 // kubelet runs here) by its cgroup, which names the Pod's UID.
 func agentPID(t *testing.T, podUID string) int {
 	t.Helper()
+	pid := findAgentPID(podUID)
+	if pid == 0 {
+		t.Fatalf("no ramvault-agent process of pod %s on this host", podUID)
+	}
+	return pid
+}
+
+// findAgentPID is agentPID's search: 0 when there is no such process (yet).
+func findAgentPID(podUID string) int {
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
@@ -149,7 +158,6 @@ func agentPID(t *testing.T, podUID string) int {
 			return pid
 		}
 	}
-	t.Fatalf("no ramvault-agent process of pod %s on this host", podUID)
 	return 0
 }
 
