@@ -357,10 +357,11 @@ func readInt(t *testing.T, file string) int64 {
 // replicaKilled dry-runs creates (8 at a time) through the apiserver and
 // force-deletes one replica's Pod (--grace-period=0 --force) once 150 are
 // done; it goes on until 500 are done and the replica's process is gone
-// (its cgroup removed). Every create must be admitted and injected.
+// (its cgroup removed). Every create must be admitted and injected, but for
+// those the apiserver had on connections to the killed replica.
 func (r *release) replicaKilled(t *testing.T, c *cluster) {
 	pods := r.waitReplicas(t, c, 2)
-	victim := pods[0].Name
+	victim, victimIP := pods[0].Name, pods[0].Status.PodIP
 	victimCgroup := memoryCgroup(t, pods[0].Status.ContainerStatuses[0].ContainerID)
 	const total, workers, killAt = 500, 8, 150
 	var issued atomic.Int64
@@ -406,11 +407,22 @@ func (r *release) replicaKilled(t *testing.T, c *cluster) {
 	if len(lat) < total {
 		t.Errorf("%d creates, want %d", len(lat), total)
 	}
-	for i, err := range errs {
-		if i == 10 {
-			t.Errorf("… %d failed in all", len(errs))
-			break
+	// The apiserver calls webhooks over HTTP/1.1 and keeps idle connections
+	// to each replica; a review it writes on one whose replica has just died
+	// fails ("broken pipe", "connection reset"), and it does not retry it.
+	// No webhook can answer those. At most the reviews in flight to the
+	// killed replica may fail so, and nothing else may fail at all.
+	var lost int
+	for _, err := range errs {
+		msg := err.Error()
+		if strings.Contains(msg, "->"+victimIP+":") && (strings.Contains(msg, "broken pipe") || strings.Contains(msg, "connection reset") || strings.Contains(msg, "EOF")) {
+			lost++
+			t.Logf("replicas: a review on a connection to the killed replica was lost: %v", err)
+			continue
 		}
 		t.Errorf("a create failed: %v", err)
+	}
+	if lost > workers {
+		t.Errorf("%d reviews lost on connections to the killed replica; at most the %d in flight may be", lost, workers)
 	}
 }
