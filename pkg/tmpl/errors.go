@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"text/template"
 )
 
@@ -83,13 +84,11 @@ func (e *safeError) Unwrap() error { return e.err }
 
 func safef(format string, args ...any) error { return &safeError{msg: fmt.Sprintf(format, args...)} }
 
-var parseErrRE = regexp.MustCompile(`^template: (.*?):(\d+): (.*)$`)
-
 // syntaxError turns a text/template parse error into an *Error. Parse errors
 // quote only the template source.
 func syntaxError(name string, err error) *Error {
 	e := &Error{Template: name, Msg: err.Error(), Err: err}
-	if m := parseErrRE.FindStringSubmatch(err.Error()); m != nil {
+	if m := errorForms().parseErr.FindStringSubmatch(err.Error()); m != nil {
 		e.Line, _ = strconv.Atoi(m[2])
 		e.Msg = m[3]
 		// The parse name may carry ":line:col"-like text of its own; keep ours.
@@ -110,61 +109,77 @@ func syntaxError(name string, err error) *Error {
 // iterate over <value>`, `if/with can't use <value>`, index out of range: N),
 // so it is kept only when it matches one of the value-free forms below, and
 // otherwise replaced by a generic reason.
-var execErrRE = regexp.MustCompile(`(?s)^template: .*?:(\d+):(\d+): executing "[^"]*" at <(.*?)>: (.*)$`)
 
-var safeReasons = []*regexp.Regexp{
-	regexp.MustCompile(`^map has no entry for key "[^"]*"$`),
-	regexp.MustCompile(`^nil data; no entry for key "[^"]*"$`),
-	regexp.MustCompile(`^can't evaluate field \w+ in type [\w.*\[\]{} ]+$`),
-	regexp.MustCompile(`^nil pointer evaluating [\w.*\[\]{} ]+\.\w+$`),
-	regexp.MustCompile(`^wrong number of args for \w+: want (at least )?\d+ got \d+$`),
-	regexp.MustCompile(`^wrong type for value; expected [\w.*\[\]{} ]+; got [\w.*\[\]{} ]+$`),
-	regexp.MustCompile(`^invalid value; expected [\w.*\[\]{} ]+$`),
-	regexp.MustCompile(`^template "[^"]*" not defined$`),
-	regexp.MustCompile(`^exceeded maximum template depth \(\d+\)$`),
-	regexp.MustCompile(`^undefined variable: \$\w*$`),
-	regexp.MustCompile(`^"[^"]*" is not a defined function$`),
-	regexp.MustCompile(`^\w+ is an unexported field of struct type [\w.*\[\]{} ]+$`),
-	regexp.MustCompile(`^\w+ is not a method but has arguments$`),
-	regexp.MustCompile(`^\w+ has arguments but cannot be invoked as function$`),
-	regexp.MustCompile(`^dereference of nil pointer of type [\w.*\[\]{} ]+$`),
-	regexp.MustCompile(`^cannot assign nil to [\w.*\[\]{} ]+$`),
-	regexp.MustCompile(`^indirection through explicit nil in .*$`),
-}
-
-// valueReasons are reasons that embed a value, each with its value-free
-// replacement.
-var valueReasons = []struct {
+// reasonForm is an error reason's form and its value-free replacement.
+type reasonForm struct {
 	re   *regexp.Regexp
 	repl string
-}{
-	{regexp.MustCompile(`(?s)^range can't iterate over `), "range can't iterate over this value (not a list, map or integer)"},
-	{regexp.MustCompile(`(?s)^if/with can't use `), "if/with can't use this value"},
-	{regexp.MustCompile(`(?s)^can't use .* (to )?iterate over more than one variable$`), "this value can't be ranged over with two variables"},
-	{regexp.MustCompile(`(?s)^range over send-only channel`), "range over a send-only channel"},
-	{regexp.MustCompile(`(?s)^can't print .* of type `), "this value can't be printed"},
 }
 
-// builtinReasons are the value-free parts of text/template's own function
-// errors ("error calling index: index out of range: 7" loses the 7).
-var builtinReasons = []struct {
-	re   *regexp.Regexp
-	repl string
-}{
-	{regexp.MustCompile(`(?s)^index out of range`), "index out of range"},
-	{regexp.MustCompile(`(?s)^slice index out of range`), "slice index out of range"},
-	{regexp.MustCompile(`(?s)^invalid slice index`), "invalid slice index"},
-	{regexp.MustCompile(`(?s)^cannot index slice/array with nil`), "cannot index a list with nil"},
-	{regexp.MustCompile(`(?s)^cannot index slice/array with type `), "cannot index a list with this type"},
-	{regexp.MustCompile(`(?s)^can't index item of type `), "this value can't be indexed"},
-	{regexp.MustCompile(`(?s)^can't slice item of type `), "this value can't be sliced"},
-	{regexp.MustCompile(`(?s)^value has type .* cannot be used as map key`), "this key type can't index this map"},
-	{regexp.MustCompile(`(?s)^incompatible types for comparison`), "incompatible types for comparison"},
-	{regexp.MustCompile(`(?s)^invalid type for comparison`), "invalid type for comparison"},
-	{regexp.MustCompile(`(?s)^missing argument for comparison`), "missing argument for comparison"},
-	{regexp.MustCompile(`(?s)^len of `), "this value has no length"},
-	{regexp.MustCompile(`(?s)^len of nil pointer`), "len of nil"},
+// forms are the regular expressions that read text/template's errors. They
+// are compiled at the first error, not at start-up: the agent starts in every
+// Pod and most never see a template error (compiling them all costs about
+// half a millisecond and 370 KB of heap).
+type forms struct {
+	parseErr, execErr *regexp.Regexp
+	// safe are reasons that quote only source, types and constants.
+	safe []*regexp.Regexp
+	// value are reasons that embed a value, each with its value-free
+	// replacement.
+	value []reasonForm
+	// builtin are the value-free parts of text/template's own function
+	// errors ("error calling index: index out of range: 7" loses the 7).
+	builtin []reasonForm
 }
+
+var errorForms = sync.OnceValue(func() *forms {
+	c := regexp.MustCompile
+	return &forms{
+		parseErr: c(`^template: (.*?):(\d+): (.*)$`),
+		execErr:  c(`(?s)^template: .*?:(\d+):(\d+): executing "[^"]*" at <(.*?)>: (.*)$`),
+		safe: []*regexp.Regexp{
+			c(`^map has no entry for key "[^"]*"$`),
+			c(`^nil data; no entry for key "[^"]*"$`),
+			c(`^can't evaluate field \w+ in type [\w.*\[\]{} ]+$`),
+			c(`^nil pointer evaluating [\w.*\[\]{} ]+\.\w+$`),
+			c(`^wrong number of args for \w+: want (at least )?\d+ got \d+$`),
+			c(`^wrong type for value; expected [\w.*\[\]{} ]+; got [\w.*\[\]{} ]+$`),
+			c(`^invalid value; expected [\w.*\[\]{} ]+$`),
+			c(`^template "[^"]*" not defined$`),
+			c(`^exceeded maximum template depth \(\d+\)$`),
+			c(`^undefined variable: \$\w*$`),
+			c(`^"[^"]*" is not a defined function$`),
+			c(`^\w+ is an unexported field of struct type [\w.*\[\]{} ]+$`),
+			c(`^\w+ is not a method but has arguments$`),
+			c(`^\w+ has arguments but cannot be invoked as function$`),
+			c(`^dereference of nil pointer of type [\w.*\[\]{} ]+$`),
+			c(`^cannot assign nil to [\w.*\[\]{} ]+$`),
+			c(`^indirection through explicit nil in .*$`),
+		},
+		value: []reasonForm{
+			{c(`(?s)^range can't iterate over `), "range can't iterate over this value (not a list, map or integer)"},
+			{c(`(?s)^if/with can't use `), "if/with can't use this value"},
+			{c(`(?s)^can't use .* (to )?iterate over more than one variable$`), "this value can't be ranged over with two variables"},
+			{c(`(?s)^range over send-only channel`), "range over a send-only channel"},
+			{c(`(?s)^can't print .* of type `), "this value can't be printed"},
+		},
+		builtin: []reasonForm{
+			{c(`(?s)^index out of range`), "index out of range"},
+			{c(`(?s)^slice index out of range`), "slice index out of range"},
+			{c(`(?s)^invalid slice index`), "invalid slice index"},
+			{c(`(?s)^cannot index slice/array with nil`), "cannot index a list with nil"},
+			{c(`(?s)^cannot index slice/array with type `), "cannot index a list with this type"},
+			{c(`(?s)^can't index item of type `), "this value can't be indexed"},
+			{c(`(?s)^can't slice item of type `), "this value can't be sliced"},
+			{c(`(?s)^value has type .* cannot be used as map key`), "this key type can't index this map"},
+			{c(`(?s)^incompatible types for comparison`), "incompatible types for comparison"},
+			{c(`(?s)^invalid type for comparison`), "invalid type for comparison"},
+			{c(`(?s)^missing argument for comparison`), "missing argument for comparison"},
+			{c(`(?s)^len of `), "this value has no length"},
+			{c(`(?s)^len of nil pointer`), "len of nil"},
+		},
+	}
+})
 
 // sanitize turns an execution error into a value-free *Error.
 func (r *run) sanitize(err error, w *limitWriter) error {
@@ -185,7 +200,8 @@ func (r *run) sanitize(err error, w *limitWriter) error {
 		e.Msg = "render failed (details withheld: they may contain secret data)"
 		return e
 	}
-	m := execErrRE.FindStringSubmatch(ee.Err.Error())
+	f := errorForms()
+	m := f.execErr.FindStringSubmatch(ee.Err.Error())
 	if m == nil {
 		e.Msg = "render failed (details withheld: they may contain secret data)"
 		return e
@@ -216,7 +232,7 @@ func (r *run) sanitize(err error, w *limitWriter) error {
 	case strings.HasPrefix(reason, "error calling "):
 		name, rest, _ := strings.Cut(strings.TrimPrefix(reason, "error calling "), ": ")
 		e.Msg = "error calling " + name
-		for _, br := range builtinReasons {
+		for _, br := range f.builtin {
 			if br.re.MatchString(rest) {
 				e.Msg += ": " + br.repl
 				break
@@ -224,13 +240,13 @@ func (r *run) sanitize(err error, w *limitWriter) error {
 		}
 	default:
 		e.Msg = "render failed (reason withheld: it may contain secret data)"
-		for _, re := range safeReasons {
+		for _, re := range f.safe {
 			if re.MatchString(reason) {
 				e.Msg = reason
 				break
 			}
 		}
-		for _, vr := range valueReasons {
+		for _, vr := range f.value {
 			if vr.re.MatchString(reason) {
 				e.Msg = vr.repl
 				break
