@@ -143,6 +143,30 @@ func TestALeaseIsReissuedBeforeItsMaxTTL(t *testing.T) {
 	}
 }
 
+// Vault does not tell a lease's max TTL; the capped renewal of the first
+// lease tells it, and the next lease of the same request does not spend a
+// request on a renewal that cannot extend it.
+func TestARenewalThatCouldNotExtendTheLeaseIsNotSent(t *testing.T) {
+	ta := newTestAgent(t, modeSidecar, map[string]string{dbSecret: "database/creds/app"})
+	ta.vault.leaseTTL, ta.vault.leaseMax = time.Minute, 3*time.Minute
+	ta.start(t)
+	// First lease: ~40s, ~80s, ~120s renewed in full (to the max at
+	// 180s), ~160s granted 20s (short: the max is learned), then fetched
+	// anew. Second lease: renewed while a renewal gains at least 20s,
+	// then fetched when the next renewal would gain nothing.
+	for ta.vault.count("get ") < 3 {
+		ta.step(t)
+		if ta.vault.count("renew-lease ") > 20 {
+			t.Fatal("never fetched a third secret")
+		}
+	}
+	renewals := ta.vault.count("renew-lease ")
+	// 4 renewals of the first lease (the last one capped), 3 of the second.
+	if renewals != 7 {
+		t.Errorf("%d renewals over two leases of a 1m TTL / 3m max, want 4 + 3 (the second lease's max is known)", renewals)
+	}
+}
+
 func TestATokenThatCanNoLongerBeRenewedLeadsToANewLoginAndReissue(t *testing.T) {
 	for _, tc := range []struct {
 		name  string

@@ -234,7 +234,7 @@ func (a *agent) fetch(ctx context.Context, d *dep) (*vault.Secret, error) {
 
 // record saves a dependency's new lease and schedule (never its value).
 func (a *agent) record(d *dep, v *vault.Secret, now time.Time) {
-	ss := state.Secret{Path: d.path, Key: d.key, Digest: digest(v), LeaseID: v.LeaseID, LeaseDuration: v.LeaseDuration, Renewable: v.Renewable, Issued: now, Version: v.Version, Written: now}
+	ss := state.Secret{Path: d.path, Key: d.key, Digest: digest(v), LeaseID: v.LeaseID, LeaseDuration: v.LeaseDuration, Renewable: v.Renewable, Issued: now, LeaseStart: now, Version: v.Version, Written: now}
 	switch {
 	case v.LeaseID != "" && v.LeaseDuration > 0:
 		ss.Expires = now.Add(v.LeaseDuration)
@@ -245,6 +245,9 @@ func (a *agent) record(d *dep, v *vault.Secret, now time.Time) {
 	ss, err := a.store.UpdateSecret(d.name, func(old state.Secret, ok bool) state.Secret {
 		if ok && old.Digest == ss.Digest {
 			ss.Written = old.Written
+		}
+		if ok && old.Key == ss.Key && ss.LeaseID != "" {
+			ss.MaxTTL = old.MaxTTL // the same role: the same max TTL
 		}
 		return ss
 	})
@@ -365,6 +368,15 @@ func (a *agent) plan(d *dep, ss state.Secret) (renew bool, at time.Time) {
 	if renewable && ss.Expires.Sub(ss.Issued) < ss.LeaseDuration*9/10 {
 		renewable = false
 	}
+	// A lease whose max TTL is known: a renewal that could extend it by
+	// less than a third of its TTL (the most a renewal at 2/3 gains) is
+	// not worth a request; fetch anew instead, when it would have been
+	// renewed. (With a 1 min TTL and a 3 min max: 3 renewals and 1 fetch a
+	// lifetime instead of 4 and 1.)
+	if renewable && ss.MaxTTL > 0 && !ss.LeaseStart.IsZero() &&
+		ss.LeaseStart.Add(ss.MaxTTL).Sub(ss.Expires) < ss.LeaseDuration/3 {
+		renewable = false
+	}
 	return renewable, due
 }
 
@@ -399,6 +411,10 @@ func (a *agent) renew(ctx context.Context, d *dep, ss state.Secret) error {
 	now := a.clock.Now()
 	cur, err := a.store.UpdateSecret(d.name, func(cur state.Secret, _ bool) state.Secret {
 		cur.Issued, cur.Expires = now, now.Add(ttl)
+		if ttl < cur.LeaseDuration*9/10 && !cur.LeaseStart.IsZero() {
+			// Granted short: the lease ends at its max TTL.
+			cur.MaxTTL = cur.Expires.Sub(cur.LeaseStart)
+		}
 		return cur
 	})
 	a.saved(err)

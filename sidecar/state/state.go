@@ -38,7 +38,14 @@ type Secret struct {
 	LeaseID       string        `json:"lease_id,omitempty"`
 	LeaseDuration time.Duration `json:"lease_duration,omitempty"`
 	Renewable     bool          `json:"renewable,omitempty"`
-	Issued        time.Time     `json:"issued"`
+	Issued        time.Time     `json:"issued"` // issued or last renewed
+	// LeaseStart is when the lease was issued (renewals leave it).
+	LeaseStart time.Time `json:"lease_start,omitzero"`
+	// MaxTTL is the lease's max TTL as learned from a renewal Vault
+	// granted short (Vault does not say it up front): the agent does not
+	// send a renewal that could not extend the lease, and a new lease of
+	// the same request keeps it.
+	MaxTTL time.Duration `json:"max_ttl,omitempty"`
 	Expires       time.Time     `json:"expires,omitzero"` // lease or certificate end
 	Version       string        `json:"version,omitempty"`
 	Written       time.Time     `json:"written"`
