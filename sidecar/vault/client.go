@@ -466,8 +466,12 @@ func (v *Client) kv(ctx context.Context, path string) (mountInfo, error) {
 	if err != nil {
 		var re *ResponseError
 		if errors.As(err, &re) && re.StatusCode == http.StatusForbidden {
-			// No visibility of the mount: treat it as a plain read.
-			return mountInfo{}, nil
+			// No visibility of the mount: treat it as a plain read
+			// (and do not ask again at every re-read).
+			v.mu.Lock()
+			v.mounts[path] = mi
+			v.mu.Unlock()
+			return mi, nil
 		}
 		return mountInfo{}, err
 	}
@@ -520,10 +524,32 @@ func (v *Client) Get(ctx context.Context, method, path string, params map[string
 	if p, ver, ok := strings.Cut(path, "?version="); ok {
 		path, query = p, map[string][]string{"version": {ver}}
 	}
-	// Ask which mount the path is on and, at the same time, read the path
-	// as written: for everything but a KV v2 path written without data/,
-	// that read is the answer, and the first write does not wait for two
-	// round trips in a row.
+	// A known mount (every re-read, and each secret after the first on a
+	// mount), or a lookup in flight for this first segment and a path that
+	// may need data/: one read of the right path, after the answer.
+	seg, _, _ := strings.Cut(path, "/")
+	v.mu.Lock()
+	mi, known := v.cachedMount(path)
+	_, asked := v.asking[seg]
+	v.mu.Unlock()
+	if known || (asked && !strings.Contains(path, "/data/")) {
+		if !known {
+			var err error
+			if mi, err = v.kv(ctx, path); err != nil {
+				return nil, err
+			}
+		}
+		readPath := mi.readPath(path)
+		s, err := v.callQuery(ctx, http.MethodGet, readPath, query, nil, true)
+		if err != nil {
+			return nil, err
+		}
+		return fromSecret(s, mi.kvVersion == 2, readPath)
+	}
+	// Else ask which mount the path is on and, at the same time, read the
+	// path as written: for everything but a KV v2 path written without
+	// data/, that read is the answer, and the first write does not wait
+	// for two round trips in a row.
 	type readResult struct {
 		s   *envelope
 		err error

@@ -477,3 +477,54 @@ func TestAKVv2ReadKeepsTheRawResponseAndTakesAVersion(t *testing.T) {
 		}
 	}
 }
+
+// After the first read on a mount, a read is one request of the path as it
+// is read (a re-read of a KV v2 secret written without data/ used to send
+// the path as written too, a 404); a mount the policy may not look up is not
+// asked again either.
+func TestAKnownOrAskedForMountSavesTheReadAsWritten(t *testing.T) {
+	f, srv := newFakeVault(t)
+	f.handlers["GET /v1/sys/internal/ui/mounts/secret/app"] = reply(200, `{"data":{"type":"kv","path":"secret/","options":{"version":"2"}}}`)
+	f.handlers["GET /v1/secret/app"] = reply(404, `{"errors":[]}`)
+	f.handlers["GET /v1/secret/data/app"] = reply(200, `{"data":{"data":{"k":"v"},"metadata":{"version":1}}}`)
+	f.handlers["GET /v1/secret/data/other"] = reply(200, `{"data":{"data":{"k":"o"},"metadata":{"version":1}}}`)
+	f.handlers["GET /v1/sys/internal/ui/mounts/hidden/x"] = reply(403, `{"errors":["permission denied"]}`)
+	f.handlers["GET /v1/hidden/x"] = reply(200, `{"data":{"k":"h"}}`)
+	v := testClient(t, srv.URL)
+	v.SetToken("tok")
+	sent := func() (paths []string) {
+		for {
+			select {
+			case r := <-f.seen:
+				paths = append(paths, r.URL.Path)
+			default:
+				return paths
+			}
+		}
+	}
+	for _, p := range []string{"secret/app", "hidden/x"} {
+		if _, err := v.Get(context.Background(), "", p, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := sent() // lookup + read as written (+ data/ for secret/app)
+	if len(first) != 5 {
+		t.Errorf("first reads sent %v, want 5 requests", first)
+	}
+	for _, c := range []struct{ path, want string }{
+		{"secret/app", "/v1/secret/data/app"},
+		{"secret/other", "/v1/secret/data/other"},
+		{"hidden/x", "/v1/hidden/x"},
+	} {
+		got, err := v.Get(context.Background(), "", c.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Data["k"] == nil {
+			t.Errorf("%s: no data", c.path)
+		}
+		if s := sent(); len(s) != 1 || s[0] != c.want {
+			t.Errorf("%s on a known mount sent %v, want only %s", c.path, s, c.want)
+		}
+	}
+}
