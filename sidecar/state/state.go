@@ -45,10 +45,10 @@ type Secret struct {
 	// granted short (Vault does not say it up front): the agent does not
 	// send a renewal that could not extend the lease, and a new lease of
 	// the same request keeps it.
-	MaxTTL time.Duration `json:"max_ttl,omitempty"`
-	Expires       time.Time     `json:"expires,omitzero"` // lease or certificate end
-	Version       string        `json:"version,omitempty"`
-	Written       time.Time     `json:"written"`
+	MaxTTL  time.Duration `json:"max_ttl,omitempty"`
+	Expires time.Time     `json:"expires,omitzero"` // lease or certificate end
+	Version string        `json:"version,omitempty"`
+	Written time.Time     `json:"written"`
 }
 
 // file is the saved shape (agent-state.json).
