@@ -124,6 +124,11 @@ type Secret struct {
 	// the options of a template-only file's template (pkg/tmpl.Options).
 	LeftDelim, RightDelim string
 	MissingKeyZero        bool
+
+	// parsed is the template Parse checked, so the agent does not parse it
+	// again (ParseTemplate reuses it while the template and its options
+	// are the same).
+	parsed *parsedTemplate
 }
 
 // TemplateOnly says the file is a consul-template template that reads its
@@ -332,7 +337,11 @@ func Parse(annotations map[string]string) (*Annotations, error) {
 	for _, n := range names {
 		if s := secrets[n]; s != nil {
 			if s.Template != "" {
-				errs = append(errs, checkTemplate(*s, func(ref string) bool { return secrets[ref] != nil && secrets[ref].Path != "" })...)
+				list, t := checkTemplate(*s, func(ref string) bool { return secrets[ref] != nil && secrets[ref].Path != "" })
+				errs = append(errs, list...)
+				if t != nil {
+					s.parsed = &parsedTemplate{opts: templateOptions(*s), src: s.Template, t: t}
+				}
 			}
 			cfg.Secrets = append(cfg.Secrets, *s)
 		}

@@ -33,24 +33,44 @@ func TemplateName(secret string) string { return Prefix + "template-" + secret }
 // have its own delimiters, and error-on-missing-key-<name>: "false" for
 // consul-template's "<no value>" (what vault-k8s Pods are translated to).
 func ParseTemplate(s Secret, l tmpl.Limits) (*tmpl.Template, error) {
-	opts := tmpl.Options{ErrorOnMissingKey: true, Limits: l}
-	if s.TemplateOnly() {
-		opts = tmpl.Options{LeftDelim: s.LeftDelim, RightDelim: s.RightDelim, ErrorOnMissingKey: !s.MissingKeyZero, Limits: l}
+	opts := templateOptions(s)
+	if p := s.parsed; p != nil && p.src == s.Template && p.opts == opts {
+		if t, ok := p.t.WithLimits(l); ok {
+			return t, nil
+		}
 	}
+	opts.Limits = l
 	return tmpl.Parse(TemplateName(s.Name), s.Template, opts)
+}
+
+// templateOptions are the options a secret's template is parsed with (no
+// limits: the caller's).
+func templateOptions(s Secret) tmpl.Options {
+	if s.TemplateOnly() {
+		return tmpl.Options{LeftDelim: s.LeftDelim, RightDelim: s.RightDelim, ErrorOnMissingKey: !s.MissingKeyZero}
+	}
+	return tmpl.Options{ErrorOnMissingKey: true}
+}
+
+// parsedTemplate is a template Parse checked, with what it was parsed from.
+type parsedTemplate struct {
+	opts tmpl.Options
+	src  string
+	t    *tmpl.Template
 }
 
 // checkTemplate parses and checks one secret's template: syntax, functions,
 // the Vault paths of secret/pkiCert, refs to secrets the Pod defines
 // (defined reports whether ramvault.io/secret-<ref> exists), and a
 // template-only file that reads `.`. Every error names the annotation.
-func checkTemplate(s Secret, defined func(ref string) bool) ErrorList {
+// It returns the parsed template when it parsed.
+func checkTemplate(s Secret, defined func(ref string) bool) (ErrorList, *tmpl.Template) {
 	key := TemplateName(s.Name)
 	t, err := ParseTemplate(s, tmpl.Limits{})
 	if err != nil {
 		var list tmpl.ErrorList
 		if !errors.As(err, &list) {
-			return ErrorList{{key, err.Error()}}
+			return ErrorList{{key, err.Error()}}, nil
 		}
 		var errs ErrorList
 		for _, e := range list {
@@ -58,7 +78,7 @@ func checkTemplate(s Secret, defined func(ref string) bool) ErrorList {
 			// the annotation already.
 			errs = append(errs, Error{key, templateError(e)})
 		}
-		return errs
+		return errs, nil
 	}
 	var errs ErrorList
 	for _, r := range t.Refs() {
@@ -69,7 +89,7 @@ func checkTemplate(s Secret, defined func(ref string) bool) ErrorList {
 	if s.Path == "" && t.UsesDot() {
 		errs = append(errs, Error{key, fmt.Sprintf("the template reads `.`, which is empty in a template-only file: read secrets with secret \"<path>\" or ref \"<name>\", or add %s", Prefix+"secret-"+s.Name)})
 	}
-	return errs
+	return errs, t
 }
 
 // templateError is a tmpl error without the template's name (the field

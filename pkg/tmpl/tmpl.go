@@ -187,6 +187,19 @@ func Parse(name, text string, opts Options) (*Template, error) {
 	return t, nil
 }
 
+// WithLimits is the template under other render limits, without parsing it
+// again (a parsed template is read-only; Execute clones it). ok is false
+// when the step limit differs: Parse checked constant ranges against it.
+func (t *Template) WithLimits(l Limits) (_ *Template, ok bool) {
+	l = l.withDefaults()
+	if l.Steps != t.opts.Limits.Steps {
+		return nil, false
+	}
+	c := *t
+	c.opts.Limits = l
+	return &c, true
+}
+
 // Name is the name given to Parse.
 func (t *Template) Name() string { return t.name }
 
