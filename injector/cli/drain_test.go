@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // While draining, every answer closes its connection, so the apiserver
@@ -28,5 +29,14 @@ func TestAnswersCloseTheirConnectionWhileDraining(t *testing.T) {
 	draining.Store(true)
 	if resp := get(); !resp.Close { // the client's reading of Connection: close
 		t.Fatal("an answer while draining keeps its connection")
+	}
+}
+
+// The apiserver must be the side that closes an idle connection: it does
+// not retry a review written on one the webhook has just closed.
+func TestTheWebhookOutlastsTheApiserversIdleConnections(t *testing.T) {
+	client := http.DefaultTransport.(*http.Transport).IdleConnTimeout // what client-go's transports take
+	if webhookIdleTimeout <= client+30*time.Second {
+		t.Errorf("webhook idle timeout %s, the apiserver's %s: want the webhook's well longer", webhookIdleTimeout, client)
 	}
 }

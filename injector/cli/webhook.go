@@ -286,7 +286,7 @@ func serveWebhook(ctx context.Context, c WebhookConfig, log *slog.Logger) error 
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      15 * time.Second,
-		IdleTimeout:       90 * time.Second,
+		IdleTimeout:       webhookIdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -352,6 +352,15 @@ func serveWebhook(ctx context.Context, c WebhookConfig, log *slog.Logger) error 
 	log.Info("stopped")
 	return err
 }
+
+// webhookIdleTimeout is how long the webhook keeps an idle connection: longer
+// than the apiserver's own idle timeout (client-go takes net/http's default
+// transport's, 90 s), so the apiserver always closes an idle connection
+// first. A connection the server closes can be the one the apiserver is
+// writing its next review on at that moment, and it does not retry a review
+// (client-go retries only GETs): with equal timeouts both sides close at
+// about the same time, the server a round trip earlier.
+const webhookIdleTimeout = 5 * time.Minute
 
 // closeWhile answers every request with Connection: close while draining
 // is set: the client does not reuse the connection, and the server closes it
