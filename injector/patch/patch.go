@@ -1,13 +1,20 @@
 // Package patch turns what injector.Inject changed into the JSONPatch
 // (RFC 6902) a webhook answers, or merges it into a document as written
-// (the CLI's manifests). Every patch is a diff made by a library
-// (gomodules.xyz/jsonpatch/v2); no operation is written by hand.
+// (the CLI's manifests). Typed and Raw are diffs made by a library
+// (gomodules.xyz/jsonpatch/v2). Strict, the webhook's common path, writes
+// the operations for the few fields Inject may change (those Shape lists)
+// from the typed Pod, each value marshalled once; its tests and the
+// admission fuzz target apply every patch to the document sent and compare
+// the result with Inject's Pod.
 package patch
 
 import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
+	"strconv"
+	"strings"
 
 	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -113,25 +120,140 @@ func Merge(written []byte, pod, out *corev1.Pod) ([]byte, error) {
 // apiserver sent (no field unknown, none twice), so that the typed Pod says
 // what the document holds, up to zero values the document may leave out or
 // restate. before is the shape of that Pod (ShapeOf), taken before Inject
-// changed it in place. The library diffs two small documents in the Pod's JSON shape
-// (podView), what Inject may change before and after, instead of two whole
-// Pods. Where the document may hold something other than the typed Pod (a
+// changed it in place. Inject only adds annotations, appends volumes,
+// containers and volume mounts, sets shareProcessNamespace and a liveness
+// probe, and changes the init containers: the operations say exactly that.
+// Where the document may hold something other than the typed Pod (a
 // container sent as null, a replaced liveness probe or init container list
-// that restates or leaves out zero fields) the view before is null: the
-// library then replaces the whole value, and never touches a field of it
-// the document may not have. Cheaper than Raw by a strategic merge and
-// two decodes, and than Typed by most of the diff.
-func Strict(before *Shape, mutated *corev1.Pod) ([]byte, error) {
-	v, w := views(before, mutated)
-	a, err := json.Marshal(v)
-	if err != nil {
-		return nil, fmt.Errorf("marshal original pod: %w", err)
+// that restates or leaves out zero fields) the whole value is replaced, so
+// no operation touches a field of it the document may not have. Cheaper
+// than Raw by a strategic merge and two decodes, and than a diff by the
+// marshalling of both sides and the diff itself.
+func Strict(before *Shape, pod *corev1.Pod) ([]byte, error) {
+	s, ps := before, &pod.Spec
+	if len(ps.Containers) < len(s.containers) || len(ps.Volumes) < s.volumes {
+		return nil, fmt.Errorf("diff pods: the injection removed a container or a volume")
 	}
-	b, err := json.Marshal(w)
-	if err != nil {
-		return nil, fmt.Errorf("marshal mutated pod: %w", err)
+	w := &writer{buf: append(make([]byte, 0, 8<<10), '[')}
+	if len(s.annotations) > 0 {
+		// Inject adds annotations (the status; for a vault-k8s Pod its
+		// translation and vault-k8s's status) and removes none; add sets
+		// a member that is there too.
+		keys := make([]string, 0, 4)
+		for k, v := range pod.Annotations {
+			if old, ok := s.annotations[k]; !ok || old != v {
+				keys = append(keys, k)
+			}
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			w.op("add", "/metadata/annotations/"+pointerToken(k), pod.Annotations[k])
+		}
+	} else if len(pod.Annotations) > 0 {
+		w.op("add", "/metadata/annotations", pod.Annotations)
 	}
-	return diff(a, b)
+	if len(ps.InitContainers) != s.initContainers {
+		w.set("/spec/initContainers", s.initContainers > 0, len(ps.InitContainers) > 0, ps.InitContainers)
+	}
+	if !ptrEqual(ps.ShareProcessNamespace, s.shareProcessNamespace) {
+		w.set("/spec/shareProcessNamespace", s.shareProcessNamespace != nil, ps.ShareProcessNamespace != nil, ps.ShareProcessNamespace)
+	}
+	w.appended("/spec/volumes", s.volumes, len(ps.Volumes), func(i int) any { return &ps.Volumes[i] })
+	for i := range ps.Containers {
+		c := &ps.Containers[i]
+		path := "/spec/containers/" + strconv.Itoa(i)
+		switch {
+		case i >= len(s.containers):
+			w.op("add", path, c)
+		case !s.containers[i].named:
+			w.op("replace", path, c) // perhaps null in the document sent
+		default:
+			cs := s.containers[i]
+			w.appended(path+"/volumeMounts", cs.mounts, len(c.VolumeMounts), func(j int) any { return &c.VolumeMounts[j] })
+			if c.LivenessProbe != cs.livenessProbe && !apiequality.Semantic.DeepEqual(c.LivenessProbe, cs.livenessProbe) {
+				w.set(path+"/livenessProbe", cs.livenessProbe != nil, c.LivenessProbe != nil, c.LivenessProbe)
+			}
+		}
+	}
+	if w.err != nil {
+		return nil, fmt.Errorf("marshal the patch: %w", w.err)
+	}
+	return append(w.buf, ']'), nil
+}
+
+// writer writes a JSONPatch, one operation at a time.
+type writer struct {
+	buf []byte
+	err error
+}
+
+// op writes one operation; value is marshalled unless op is remove.
+func (w *writer) op(op, path string, value any) {
+	if w.err != nil {
+		return
+	}
+	if len(w.buf) > 1 {
+		w.buf = append(w.buf, ',')
+	}
+	w.buf = append(w.buf, `{"op":"`...)
+	w.buf = append(w.buf, op...)
+	w.buf = append(w.buf, `","path":`...)
+	p, err := json.Marshal(path)
+	if err != nil {
+		w.err = err
+		return
+	}
+	w.buf = append(w.buf, p...)
+	if op != "remove" {
+		v, err := json.Marshal(value)
+		if err != nil {
+			w.err = err
+			return
+		}
+		w.buf = append(w.buf, `,"value":`...)
+		w.buf = append(w.buf, v...)
+	}
+	w.buf = append(w.buf, '}')
+}
+
+// set writes the operation that gives path its new value: replace where
+// the document has it (had), add where it may not, remove where Inject
+// cleared it (has false).
+func (w *writer) set(path string, had, has bool, value any) {
+	switch {
+	case !has:
+		w.op("remove", path, nil)
+	case had:
+		w.op("replace", path, value)
+	default:
+		w.op("add", path, value)
+	}
+}
+
+// appended writes the operations for a list Inject only appends to, from n
+// elements to m: the whole list where the Pod had none (the document may
+// have no list there, or null, or []), else each element added at its
+// index.
+func (w *writer) appended(path string, n, m int, elem func(int) any) {
+	if m == n {
+		return
+	}
+	if n == 0 {
+		all := make([]any, m)
+		for i := range all {
+			all[i] = elem(i)
+		}
+		w.op("add", path, all)
+		return
+	}
+	for i := n; i < m; i++ {
+		w.op("add", path+"/"+strconv.Itoa(i), elem(i))
+	}
+}
+
+// pointerToken escapes a JSON Pointer reference token (RFC 6901).
+func pointerToken(s string) string {
+	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
 }
 
 // Shape is what Strict needs of a Pod before Inject changes it: the
@@ -162,108 +284,6 @@ func ShapeOf(pod *corev1.Pod) *Shape {
 	return s
 }
 
-// podView is the part of a Pod that Inject may change, in the Pod's JSON
-// shape, so that the library's paths are the Pod's. Inject changes no
-// element of the volumes and mounts already there, and removes no
-// annotation: those elements are null in both views (the library
-// skips a pair of nulls) and the annotations an empty object before. What
-// Inject adds is whole. Unset fields are left out, as in corev1. An opted-in
-// Pod has annotations, so the document sent has metadata; a Pod with
-// containers has a spec.
-type podView struct {
-	Metadata struct {
-		Annotations any `json:"annotations,omitempty"`
-	} `json:"metadata"`
-	Spec struct {
-		InitContainers        any   `json:"initContainers,omitempty"`
-		Containers            []any `json:"containers,omitempty"`
-		Volumes               []any `json:"volumes,omitempty"`
-		ShareProcessNamespace any   `json:"shareProcessNamespace,omitempty"`
-	} `json:"spec"`
-}
-
-type containerView struct {
-	VolumeMounts  []any `json:"volumeMounts,omitempty"`
-	LivenessProbe any   `json:"livenessProbe,omitempty"`
-}
-
-// null is a JSON null in a view: the value before, which the library
-// replaces whole.
-type null struct{}
-
-func (null) MarshalJSON() ([]byte, error) { return []byte("null"), nil }
-
-// views are the podViews of the Pod of shape s and of pod, that Pod after
-// Inject.
-func views(s *Shape, pod *corev1.Pod) (before, after *podView) {
-	before, after = &podView{}, &podView{}
-	if len(s.annotations) > 0 {
-		// Inject adds annotations (the status; for a vault-k8s Pod its
-		// translation and vault-k8s's status) and removes none.
-		added := map[string]string{}
-		for k, v := range pod.Annotations {
-			if old, ok := s.annotations[k]; !ok || old != v {
-				added[k] = v
-			}
-		}
-		before.Metadata.Annotations = struct{}{}
-		after.Metadata.Annotations = added
-	} else if len(pod.Annotations) > 0 {
-		after.Metadata.Annotations = pod.Annotations
-	}
-	ps := &pod.Spec
-	if len(ps.InitContainers) != s.initContainers {
-		if s.initContainers > 0 {
-			before.Spec.InitContainers = null{}
-		}
-		if len(ps.InitContainers) > 0 {
-			after.Spec.InitContainers = ps.InitContainers
-		}
-	}
-	if !ptrEqual(ps.ShareProcessNamespace, s.shareProcessNamespace) {
-		if s.shareProcessNamespace != nil {
-			before.Spec.ShareProcessNamespace = *s.shareProcessNamespace
-		}
-		if ps.ShareProcessNamespace != nil {
-			after.Spec.ShareProcessNamespace = *ps.ShareProcessNamespace
-		}
-	}
-	before.Spec.Volumes, after.Spec.Volumes = make([]any, s.volumes), appended(s.volumes, ps.Volumes)
-	before.Spec.Containers, after.Spec.Containers = make([]any, len(s.containers)), make([]any, len(ps.Containers))
-	for i := range ps.Containers {
-		c := &ps.Containers[i]
-		if i >= len(s.containers) || !s.containers[i].named {
-			after.Spec.Containers[i] = c // appended, or perhaps null in the document sent
-			continue
-		}
-		cs := s.containers[i]
-		b, a := &containerView{VolumeMounts: make([]any, cs.mounts)}, &containerView{VolumeMounts: appended(cs.mounts, c.VolumeMounts)}
-		if c.LivenessProbe != cs.livenessProbe && !apiequality.Semantic.DeepEqual(c.LivenessProbe, cs.livenessProbe) {
-			if cs.livenessProbe != nil {
-				b.LivenessProbe = null{}
-			}
-			if c.LivenessProbe != nil {
-				a.LivenessProbe = c.LivenessProbe
-			}
-		}
-		before.Spec.Containers[i], after.Spec.Containers[i] = b, a
-	}
-	return before, after
-}
-
 func ptrEqual[T comparable](a, b *T) bool {
 	return a == b || a != nil && b != nil && *a == *b
-}
-
-// appended is the view of a list Inject only appends to, of which the Pod
-// had n elements before: n nulls, then the elements appended.
-func appended[T any](n int, list []T) []any {
-	if len(list) == 0 {
-		return nil
-	}
-	v := make([]any, len(list))
-	for i := n; i < len(list); i++ {
-		v[i] = &list[i]
-	}
-	return v
 }
