@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -264,4 +266,25 @@ func ensurePrometheus(env Env) error {
 		return fmt.Errorf("reload: %s", resp.Status)
 	}
 	return nil
+}
+
+// PausePrometheus stops the stack's Prometheus (SIGSTOP) until resume is
+// called (SIGCONT): a bench that measures the agents' CPU must not charge
+// ramvault's agents for the stack's 2 s scrapes (PrometheusScrapeInterval,
+// short for tests; no deployment scrapes that often), which vault-k8s's
+// agents, having no metrics endpoint, do not get. After an interrupted
+// bench: kill -CONT $(cat <state dir>/run/prometheus.pid).
+func PausePrometheus(env Env) (resume func(), err error) {
+	b, err := os.ReadFile(paths{env.StateDir}.pidFile("prometheus"))
+	if err != nil {
+		return nil, fmt.Errorf("the stack's Prometheus: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("the stack's Prometheus pid file: %w", err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		return nil, fmt.Errorf("pause the stack's Prometheus (pid %d): %w", pid, err)
+	}
+	return func() { _ = syscall.Kill(pid, syscall.SIGCONT) }, nil
 }

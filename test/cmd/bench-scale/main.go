@@ -165,6 +165,12 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	if err := stack.Healthy(ctx, env); err != nil {
 		return fmt.Errorf("the stack is not healthy (make dev-up): %w", err)
 	}
+	resume, err := stack.PausePrometheus(env)
+	if err != nil {
+		return err
+	}
+	defer resume()
+	fmt.Fprintln(os.Stderr, "bench-scale: the stack's Prometheus is paused for the run (it scrapes ramvault's agents every 2 s, vault-k8s's agents have no metrics)")
 	start := time.Now()
 	fmt.Fprintln(os.Stderr, "bench-scale: importing localhost/vault-k8s:1.6.2 and localhost/vault:1.21.0 (built once, then cached)")
 	if err := stack.ImportPeerImages(ctx, env); err != nil {

@@ -94,6 +94,7 @@ func report(w io.Writer, o options, results map[string][]*result, took time.Dura
 	fmt.Fprintf(w, "%s, host %s, %d CPUs, cgroup v1; %s; took %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), commandLine(), took.Round(time.Second))
 	fmt.Fprintf(w, "per Pod: %d KV v2 secret(s) and 1 PostgreSQL credential (TTL %s, max TTL %s); window %s per run; one side at a time\n",
 		o.secrets-1, o.dbTTL, o.dbMaxTTL, o.window)
+	fmt.Fprintf(w, "the stack's Prometheus is paused for the run: it scrapes ramvault's agents every 2 s (a test setting), vault-k8s's agents have no metrics\n")
 	fmt.Fprintf(w, "vault-k8s runs with its shipped defaults except:\n")
 	for _, c := range peerChanges {
 		fmt.Fprintf(w, "  - %s\n", c)
