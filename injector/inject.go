@@ -515,10 +515,9 @@ func (in *injection) apply() {
 		// The kubelet starts the next containers once this hook returns:
 		// when every secret has been written once. A startup probe would do
 		// the same a tick of its period later (up to 1 s on every Pod).
-		// The hook gives up within the Pod's grace period (nativeHookTimeout),
-		// and the kubelet restarts the agent.
+		// After 2 min the hook fails, and the kubelet restarts the agent.
 		first.Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
-			Command: []string{spec.AgentBinary, spec.AwaitStartup, "--timeout=" + strconv.FormatInt(nativeHookTimeout(in.pod), 10) + "s"}}}}
+			Command: []string{spec.AgentBinary, spec.AwaitStartup, "--timeout=2m"}}}}
 		first.LivenessProbe = agentProbe("/healthz", 10, 3)
 	case spec.ModeClassic:
 		first = in.agent(AgentInitContainer, "init")
@@ -673,23 +672,6 @@ func classicRevokeDelay(pod *corev1.Pod) int64 {
 		grace = *g
 	}
 	return max(0, min(5, grace-agentShutdownGrace))
-}
-
-// nativeHookTimeout is how long, in seconds, the native agent's postStart
-// hook waits for the first write: the Pod's grace period less 5 s, between
-// 10 s and 2 min. The kubelet handles a deletion of the Pod only once a
-// running postStart hook returns (it runs it inside the Pod's sync, under a
-// context a deletion does not cancel, with no deadline), so a Pod deleted
-// while its agent waits for a down Vault goes within its grace period. A
-// hook that gives up is a failed start: the kubelet restarts the agent with
-// its back-off (10 s, doubling), which a longer outage at start then waits
-// out after Vault's return.
-func nativeHookTimeout(pod *corev1.Pod) int64 {
-	grace := int64(corev1.DefaultTerminationGracePeriodSeconds)
-	if g := pod.Spec.TerminationGracePeriodSeconds; g != nil {
-		grace = *g
-	}
-	return min(120, max(10, grace-5))
 }
 
 // restartProbe is the liveness probe of an app container under reload

@@ -138,8 +138,8 @@ func TestFaultVaultDownWhenThePodStarts(t *testing.T) {
 	}
 }
 
-// Deleting a Pod that waits for a down Vault, in each mode, with the
-// default grace period (30 s): the Pod is gone within it.
+// Deleting a Pod that waits for a down Vault, in classic and init-only
+// modes, with the default grace period (30 s): the Pod is gone within it.
 func TestFaultDeletingAPodThatWaitsForVault(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, kvPolicy)
@@ -147,13 +147,14 @@ func TestFaultDeletingAPodThatWaitsForVault(t *testing.T) {
 		t.Skip("the fault proxy listens on the local stack's pod bridge")
 	}
 	path := w.kv()
-	// Native mode too: its postStart hook holds the app until the secrets
+	// Not native mode: its postStart hook holds the app until the secrets
 	// are written, and the kubelet handles a deletion only once a running
 	// postStart hook returns (it runs the hook inside the Pod's sync, under
-	// a context a deletion does not cancel), so the hook gives up within
-	// the grace period (25 s of the default 30 s; it was 2 min, and such a
-	// Pod took 1 min 55 s to go).
-	modes := []string{"classic", "init-only", "native"}
+	// a context a deletion does not cancel): such a Pod goes when the hook
+	// gives up, after 2 min (measured 1 min 55 s). Bounding the hook and
+	// holding the app with a startup probe instead made every native Pod
+	// 1.7 s slower to become Ready, so that was not kept (docs/operations.md).
+	modes := []string{"classic", "init-only"}
 	for _, mode := range modes {
 		p := faults.Start(t, stack.Gateway, w.env.PodVaultAddr)
 		if err := p.Set(faults.Mode{Kind: faults.Refuse}); err != nil {
