@@ -1,22 +1,23 @@
 // Package patch turns what injector.Inject changed into the JSONPatch
 // (RFC 6902) a webhook answers, or merges it into a document as written
-// (the CLI's manifests). Typed and Raw are diffs made by a library
-// (gomodules.xyz/jsonpatch/v2). Strict, the webhook's common path, writes
-// the operations for the few fields Inject may change (those Shape lists)
-// from the typed Pod, each value marshalled once; its tests and the
-// admission fuzz target apply every patch to the document sent and compare
-// the result with Inject's Pod.
+// (the CLI's manifests). Strict, the webhook's common path, writes the
+// operations for the few fields Inject may change (those Shape lists) from
+// the typed Pod, each value marshalled once; Typed and Raw, its rare paths,
+// replace each changed member of metadata and spec whole. The tests and
+// the admission fuzz target apply every patch to the document sent and
+// compare the result with Inject's Pod.
 package patch
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 
-	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
@@ -37,30 +38,80 @@ func Typed(original, mutated *corev1.Pod) ([]byte, error) {
 	return diff(a, b)
 }
 
+// diff is the JSONPatch that turns the Pod document a into b: each member
+// of metadata and spec that differs (and each other top-level member) is
+// added, replaced or removed whole, from b's own bytes, so fields of b that
+// the Pod type does not know go through as they are. Coarse on purpose: a
+// library's element-by-element diff of a list Inject inserted into gave an
+// operation that does not apply (FuzzDecodeAdmissionReview: an add under
+// /spec/initContainers/0/resources of an element that has no resources),
+// and these are the webhook's rare paths (a Pod with fields this injector
+// does not know, or lists with duplicate keys).
 func diff(a, b []byte) ([]byte, error) {
-	ops, err := jsonpatch.CreatePatch(a, b)
-	if err != nil {
-		return nil, fmt.Errorf("diff pods: %w", err)
+	w := &writer{buf: []byte{'['}}
+	if !w.object("", a, b) {
+		return nil, fmt.Errorf("diff pods: not two JSON objects")
 	}
-	// The library marshals each operation; an array of them needs no
-	// reflection, nor a second pass over what it wrote.
-	each := make([][]byte, len(ops))
-	size := 2 + len(ops)
-	for i := range ops {
-		if each[i], err = ops[i].MarshalJSON(); err != nil {
-			return nil, fmt.Errorf("marshal the patch: %w", err)
+	if w.err != nil {
+		return nil, fmt.Errorf("diff pods: %w", w.err)
+	}
+	return append(w.buf, ']'), nil
+}
+
+// descend are the objects diff compares member by member; any other
+// value that differs is replaced whole.
+var descend = map[string]bool{"/metadata": true, "/spec": true, "/metadata/annotations": true, "/metadata/labels": true}
+
+// object writes the operations for the members of the JSON objects a and b
+// at path, or reports false if either is not an object.
+func (w *writer) object(path string, a, b json.RawMessage) bool {
+	var am, bm map[string]json.RawMessage
+	if json.Unmarshal(a, &am) != nil || json.Unmarshal(b, &bm) != nil || am == nil || bm == nil {
+		return false
+	}
+	for _, k := range unionKeys(am, bm) {
+		p := path + "/" + pointerToken(k)
+		if av, bv := am[k], bm[k]; !descend[p] || av == nil || bv == nil || !w.object(p, av, bv) {
+			w.member(p, av, bv)
 		}
-		size += len(each[i])
 	}
-	out := make([]byte, 0, size)
-	out = append(out, '[')
-	for i, op := range each {
-		if i > 0 {
-			out = append(out, ',')
+	return true
+}
+
+// member writes the operation that turns the member at path from a into b
+// (nil: absent), if they differ as JSON values.
+func (w *writer) member(path string, a, b json.RawMessage) {
+	switch {
+	case a == nil && b == nil:
+	case b == nil:
+		w.op("remove", path, nil)
+	case a == nil:
+		w.op("add", path, b)
+	case !jsonEqual(a, b):
+		w.op("replace", path, b)
+	}
+}
+
+func jsonEqual(a, b json.RawMessage) bool {
+	var x, y any
+	da, db := json.NewDecoder(bytes.NewReader(a)), json.NewDecoder(bytes.NewReader(b))
+	da.UseNumber()
+	db.UseNumber()
+	if da.Decode(&x) != nil || db.Decode(&y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
+}
+
+func unionKeys(a, b map[string]json.RawMessage) []string {
+	keys := slices.Collect(maps.Keys(a))
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			keys = append(keys, k)
 		}
-		out = append(out, op...)
 	}
-	return append(out, ']'), nil
+	slices.Sort(keys)
+	return keys
 }
 
 // Raw is Typed for raw, the Pod as the apiserver sent it, of which
