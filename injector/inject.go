@@ -487,8 +487,8 @@ func (in *injection) checkSignalProcess() {
 	// that mounts the secrets (signalArgs).
 }
 
-// apply changes the Pod. The webhook's patch diffs only the fields it
-// changes (patch.Strict, whose Shape and podView list them): a new one
+// apply changes the Pod. The webhook's patch writes operations for only
+// the fields it changes (patch.Strict, whose Shape lists them): a new one
 // must be added there.
 func (in *injection) apply() {
 	ps := &in.pod.Spec
