@@ -1,12 +1,14 @@
 package patch_test
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
 
+	jsonv1 "github.com/go-json-experiment/json/v1"
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -214,6 +216,13 @@ func TestStrict(t *testing.T) {
 			p, err := patch.Strict(shape, out)
 			if err != nil {
 				t.Fatal(err)
+			}
+			// The patch's values are marshalled by the JSON v2 engine in
+			// its v1 mode: the same bytes as encoding/json.
+			v1, err1 := json.Marshal(out)
+			v2, err2 := jsonv1.Marshal(out)
+			if err1 != nil || err2 != nil || !bytes.Equal(v1, v2) {
+				t.Errorf("jsonv1.Marshal differs from encoding/json (%v, %v):\n%s\n%s", err1, err2, v1, v2)
 			}
 			patched := applyToSent(t, p, raw)
 			got := &corev1.Pod{}
