@@ -419,7 +419,9 @@ func (a *agent) renew(ctx context.Context, d *dep, ss state.Secret) error {
 	})
 	a.saved(err)
 	a.metrics.setExpiry(d.name, cur.Expires)
-	a.writeStatus()
+	// No status write here: depLoop plans the next renewal at once, and
+	// setNext writes the status file with the new lease end and the new
+	// time (it was written twice per renewal).
 	a.log.Info("lease renewed", "dependency", d.name, "ttl_seconds", int(ttl.Seconds()))
 	return nil
 }
