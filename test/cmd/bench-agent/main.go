@@ -429,8 +429,7 @@ func rss(pid int) (total, anon int64) {
 
 // reads are the distinct Vault reads of a shape, as paths Vault serves
 // (KV v2 with data/): the least both agents must fetch after logging in
-// (ramvault-agent fetches each secret- annotation, so the 5-secret shape's
-// two database files are two leases; Vault Agent's templates share one).
+// (both fetch the 5-secret shape's two database files as one lease).
 func (s shape) reads() []string {
 	seen := map[string]bool{}
 	var out []string
